@@ -1,0 +1,13 @@
+//! `autoscaler diff` (not implemented yet).
+
+use std::process::ExitCode;
+
+/// Arguments of `autoscaler diff`.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Runs the subcommand.
+pub fn run(_args: Args) -> ExitCode {
+    eprintln!("autoscaler diff: not implemented yet");
+    ExitCode::from(super::EXIT_INVALID)
+}

@@ -1,0 +1,13 @@
+//! `autoscaler load` (not implemented yet).
+
+use std::process::ExitCode;
+
+/// Arguments of `autoscaler load`.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Runs the subcommand.
+pub fn run(_args: Args) -> ExitCode {
+    eprintln!("autoscaler load: not implemented yet");
+    ExitCode::from(super::EXIT_INVALID)
+}

@@ -1,0 +1,43 @@
+//! `autoscaler`: a Kubernetes-style operator that keeps a Docker service and the NGINX
+//! load balancer in front of it converged on a declarative `ScalingPolicy`.
+//!
+//! # Layout
+//!
+//! Pure core (no I/O, no clock, no randomness):
+//! - [`policy`]: the `ScalingPolicy` resource, parsing with positions, semantic validation.
+//! - [`scaling`]: metric samples + history + `now` → desired replica count with a reason.
+//! - [`exposition`]: Prometheus text 0.0.4 / OpenMetrics parser.
+//! - [`nginx`]: upstream set → nginx config text, deterministic and injection-proof.
+//! - [`plan`]: desired vs observed state → an ordered list of steps.
+//!
+//! Effectful shell:
+//! - [`loader`]: reads policy files, multi-document files and directories.
+//! - [`runtime`]: the container runtime trait and its Docker implementation.
+//! - [`lb`]: writes, validates and reloads the nginx config (managed or external).
+//! - [`metrics`]: scrapes replicas and queries Prometheus; computes rates.
+//! - [`state`]: the state directory (history, status, events) and its lock.
+//! - [`reconcile`]: one pass: observe, decide, plan, execute, record.
+//! - [`controller`]: the daemon's trigger streams, work queue and shutdown.
+//! - [`api`]: the daemon's HTTP endpoint (`/metrics`, `/healthz`, `/status`).
+//! - [`load`]: the `autoscaler load` traffic generator.
+//! - [`demo`]: the demo backend that the image runs.
+//! - [`cli`]: one module per subcommand, thin over the library.
+//! - [`error`]: the crate error that gathers each module's error.
+
+pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod demo;
+pub mod error;
+pub mod exposition;
+pub mod lb;
+pub mod load;
+pub mod loader;
+pub mod metrics;
+pub mod nginx;
+pub mod plan;
+pub mod policy;
+pub mod reconcile;
+pub mod runtime;
+pub mod scaling;
+pub mod state;
