@@ -165,16 +165,15 @@ pub fn plan(desired: &Desired, observed: &[ObservedReplica], live_upstream: &[u1
             .then(a.name.cmp(&b.name))
     });
     let creations = wanted.saturating_sub(current.len());
-    let (to_replace, leftover): (Vec<&ObservedReplica>, Vec<&ObservedReplica>) = if creations
-        >= outdated.len()
-    {
-        (outdated, Vec::new())
-    } else {
-        // Outdated beyond what new replicas will replace: keep the ready ones to roll,
-        // drop the rest now (a scale-down happening during an update).
-        let rest = outdated.split_off(outdated.len() - creations);
-        (rest, outdated)
-    };
+    let (to_replace, leftover): (Vec<&ObservedReplica>, Vec<&ObservedReplica>) =
+        if creations >= outdated.len() {
+            (outdated, Vec::new())
+        } else {
+            // Outdated beyond what new replicas will replace: keep the ready ones to roll,
+            // drop the rest now (a scale-down happening during an update).
+            let rest = outdated.split_off(outdated.len() - creations);
+            (rest, outdated)
+        };
     victims.extend(leftover);
     // Not-ready outdated replicas serve nobody: remove them now, create their successors.
     let (to_replace, unready_outdated): (Vec<&ObservedReplica>, Vec<&ObservedReplica>) =
@@ -192,7 +191,10 @@ pub fn plan(desired: &Desired, observed: &[ObservedReplica], live_upstream: &[u1
     builder.set_upstream(ready_survivors);
     for r in &dead {
         let reason = if r.running {
-            format!("never became ready in {}s", desired.readiness_timeout_seconds)
+            format!(
+                "never became ready in {}s",
+                desired.readiness_timeout_seconds
+            )
         } else {
             "not running".to_owned()
         };
@@ -405,10 +407,8 @@ pub fn simulate(
     live_upstream: &[u16],
     plan: &Plan,
 ) -> (Vec<ObservedReplica>, Vec<u16>) {
-    let mut replicas: BTreeMap<String, ObservedReplica> = observed
-        .iter()
-        .map(|r| (r.id.clone(), r.clone()))
-        .collect();
+    let mut replicas: BTreeMap<String, ObservedReplica> =
+        observed.iter().map(|r| (r.id.clone(), r.clone())).collect();
     let mut upstream: Vec<u16> = live_upstream.to_vec();
     for step in &plan.steps {
         match step {

@@ -1,1 +1,4 @@
-//! TODO
+//! TEMPORARY stub until the scaling branch lands.
+/// Stub.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct History {}

@@ -81,7 +81,11 @@ fn plans_match_expected_steps() {
         Case {
             name: "scale down prefers not-ready victims over newest",
             replicas: 2,
-            observed: vec![ready(8001, 50), r(8002, HASH, true, false, 5), ready(8003, 1)],
+            observed: vec![
+                ready(8001, 50),
+                r(8002, HASH, true, false, 5),
+                ready(8003, 1),
+            ],
             upstream: vec![8001, 8003],
             expected: vec!["stop     web-8002", "remove   web-8002 (scale down)"],
         },
@@ -258,6 +262,10 @@ fn template_hash_changes_with_template_and_is_stable() {
     assert_ne!(template_hash(&a), template_hash(&b));
     let mut c = a.clone();
     c.spec.replicas.max = 7;
-    assert_eq!(template_hash(&a), template_hash(&c), "replica bounds do not roll replicas");
+    assert_eq!(
+        template_hash(&a),
+        template_hash(&c),
+        "replica bounds do not roll replicas"
+    );
     assert_eq!(template_hash(&a).len(), 10);
 }
