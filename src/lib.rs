@@ -23,6 +23,7 @@
 //! - [`demo`]: the demo backend that the image runs.
 //! - [`cli`]: one module per subcommand, thin over the library.
 //! - [`error`]: the crate error that gathers each module's error.
+//! - [`fault`]: fault-injection points for crash tests (`AUTOSCALER_FAULT`).
 
 pub mod api;
 pub mod cli;
@@ -30,6 +31,7 @@ pub mod controller;
 pub mod demo;
 pub mod error;
 pub mod exposition;
+pub mod fault;
 pub mod lb;
 pub mod load;
 pub mod loader;

@@ -1,13 +1,90 @@
-//! `autoscaler diff` (not implemented yet).
+//! `autoscaler diff`: what a pass would change, changing nothing (exit codes as `kubectl diff`).
 
+use std::collections::BTreeSet;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use super::common::{self, OperatorArgs, PolicyArgs};
+use crate::reconcile::Mode;
 
 /// Arguments of `autoscaler diff`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub policies: PolicyArgs,
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+}
 
-/// Runs the subcommand.
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("autoscaler diff: not implemented yet");
-    ExitCode::from(super::EXIT_INVALID)
+/// Exit 0 no changes, 1 changes pending, 2 error.
+pub fn run(args: Args) -> ExitCode {
+    let policies = match common::load_policies(&args.policies) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let runtime = match super::tokio_runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("autoscaler diff: cannot start the async runtime: {e}");
+            return ExitCode::from(super::EXIT_INVALID);
+        }
+    };
+    let files = common::source_files(&policies, &args.policies);
+    runtime.block_on(async move {
+        match diff(&args, &policies, &files).await {
+            Ok(false) => ExitCode::SUCCESS,
+            Ok(true) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("autoscaler diff: {e:#}");
+                ExitCode::from(super::EXIT_INVALID)
+            }
+        }
+    })
+}
+
+/// Prints the pending changes; returns whether there are any.
+async fn diff(
+    args: &Args,
+    policies: &[crate::loader::LoadedPolicy],
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<bool> {
+    let op = args.operator.operator().await?;
+    let refs: Vec<_> = policies.iter().map(|p| &p.policy).collect();
+    let present: BTreeSet<String> = refs.iter().map(|p| p.metadata.name.clone()).collect();
+    op.prepare(&refs, Mode::DryRun).await?;
+    let mut pending = false;
+    let mut after = Vec::new();
+    for policy in &refs {
+        let report = op.reconcile(policy, Mode::DryRun).await?;
+        if let Some(decision) = &report.decision {
+            println!("{}: {decision}", policy.metadata.name);
+        }
+        print!("{}", report.plan);
+        pending |= !report.plan.is_empty();
+        after.push((
+            policy.metadata.name.clone(),
+            policy.spec.ports.host_ip.clone(),
+            op.ports_after(policy, &report).await,
+        ));
+    }
+    for name in op.prunable(files, &present).await {
+        let report = op
+            .remove_policy(&name, Duration::from_secs(30), Mode::DryRun)
+            .await?;
+        println!("{name}: removed from its file: would be torn down");
+        print!("{}", report.plan);
+        pending = true;
+    }
+    let (before, after) = op.config_diff_inputs(&after).await?;
+    if before != after {
+        pending = true;
+        let diff = similar::TextDiff::from_lines(&before, &after);
+        print!(
+            "{}",
+            diff.unified_diff()
+                .context_radius(3)
+                .header("nginx.conf (live)", "nginx.conf (after)")
+        );
+    }
+    Ok(pending)
 }

@@ -1,13 +1,71 @@
-//! `autoscaler down` (not implemented yet).
+//! `autoscaler down`: drain and remove a policy's replicas and upstream (as `kubectl delete -f`).
 
 use std::process::ExitCode;
+use std::time::Duration;
+
+use super::common::{self, OperatorArgs, PolicyArgs};
+use crate::lb::LoadBalancer;
+use crate::reconcile::Mode;
 
 /// Arguments of `autoscaler down`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub policies: PolicyArgs,
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+}
 
-/// Runs the subcommand.
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("autoscaler down: not implemented yet");
-    ExitCode::from(super::EXIT_INVALID)
+/// Exit 0 when everything of the policies is gone, 1 when a step failed, 2 invalid input.
+pub fn run(args: Args) -> ExitCode {
+    let policies = match common::load_policies(&args.policies) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let runtime = match super::tokio_runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("autoscaler down: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let _lock = match args.operator.state().lock("down") {
+            Ok(lock) => lock,
+            Err(e) => {
+                eprintln!("autoscaler down: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match down(&args, &policies).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("autoscaler down: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn down(args: &Args, policies: &[crate::loader::LoadedPolicy]) -> anyhow::Result<bool> {
+    let op = args.operator.operator().await?;
+    op.prepare(&[], Mode::DryRun).await?;
+    let mut ok = true;
+    for loaded in policies {
+        let policy = &loaded.policy;
+        let drain = Duration::from_secs(policy.spec.drain.timeout_seconds);
+        let report = op
+            .remove_policy(&policy.metadata.name, drain, Mode::Apply)
+            .await?;
+        ok &= super::reconcile::print_report(&report);
+        if report.converged() {
+            println!("{}: down", policy.metadata.name);
+        }
+    }
+    if ok && op.upstream_count().await == 0 {
+        op.lb().stop().await?;
+        println!("no policy left: nginx stopped");
+    }
+    Ok(ok)
 }

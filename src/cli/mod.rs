@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod common;
 pub mod diff;
 pub mod down;
 pub mod load;

@@ -1,13 +1,102 @@
-//! `autoscaler reconcile` (not implemented yet).
+//! `autoscaler reconcile --once`: one pass for cron; the exit code says what happened.
 
+use std::collections::BTreeSet;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use super::common::{self, OperatorArgs, PolicyArgs};
+use crate::reconcile::{Mode, PolicyReport};
 
 /// Arguments of `autoscaler reconcile`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Run one pass and exit (the only mode; the daemon is `autoscaler run`).
+    #[arg(long, required = true)]
+    pub once: bool,
+    #[command(flatten)]
+    pub policies: PolicyArgs,
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+}
 
-/// Runs the subcommand.
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("autoscaler reconcile: not implemented yet");
-    ExitCode::from(super::EXIT_INVALID)
+/// Runs one pass: exit 0 converged, 1 a step failed (the next run resumes), 2 invalid input.
+pub fn run(args: Args) -> ExitCode {
+    let policies = match common::load_policies(&args.policies) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let runtime = match super::tokio_runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("autoscaler reconcile: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let files = common::source_files(&policies, &args.policies);
+    runtime.block_on(async move {
+        let _lock = match args.operator.state().lock("reconcile --once") {
+            Ok(lock) => lock,
+            Err(e) => {
+                eprintln!("autoscaler reconcile: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match pass(&args, &policies, &files).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("autoscaler reconcile: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn pass(
+    args: &Args,
+    policies: &[crate::loader::LoadedPolicy],
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<bool> {
+    let op = args.operator.operator().await?;
+    let sources: Vec<_> = policies
+        .iter()
+        .map(|p| (p.policy.metadata.name.clone(), p.file.clone()))
+        .collect();
+    let refs: Vec<_> = policies.iter().map(|p| &p.policy).collect();
+    let present: BTreeSet<String> = sources.iter().map(|(n, _)| n.clone()).collect();
+    let prune = op.prunable(files, &present).await;
+    op.prepare(&refs, Mode::Apply).await?;
+    op.record_sources(&sources).await?;
+    let mut converged = true;
+    for policy in &refs {
+        let report = op.reconcile(policy, Mode::Apply).await?;
+        converged &= print_report(&report);
+    }
+    for name in prune {
+        let report = op
+            .remove_policy(&name, Duration::from_secs(30), Mode::Apply)
+            .await?;
+        println!("{name}: removed from its file, tearing down");
+        converged &= print_report(&report);
+    }
+    Ok(converged)
+}
+
+/// Prints what a pass did; returns whether it converged.
+pub fn print_report(report: &PolicyReport) -> bool {
+    if let Some(decision) = &report.decision {
+        println!("{}: {decision}", report.policy);
+    }
+    for step in report.plan.steps.iter().take(report.done) {
+        println!("{}: {step}", report.policy);
+    }
+    if let Some((step, e)) = &report.error {
+        println!("{}: FAILED {step}: {e}", report.policy);
+        println!("{}: the next pass resumes from what it observes", report.policy);
+        return false;
+    }
+    if report.plan.is_empty() {
+        println!("{}: converged, nothing to do", report.policy);
+    }
+    true
 }

@@ -1,0 +1,176 @@
+//! Arguments and wiring shared by the subcommands that drive the host.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::lb::{ApplyOutcome, ExternalNginx, LbError, LoadBalancer, ManagedNginx};
+use crate::loader::{self, LoadedPolicy};
+use crate::nginx::Upstream;
+use crate::reconcile::{Operator, OperatorSettings};
+use crate::runtime::docker::DockerRuntime;
+use crate::state::StateDir;
+
+/// `-f PATH...`: policy files or directories.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyArgs {
+    /// Policy file, multi-document file or directory of `*.yaml`/`*.yml` (repeatable).
+    #[arg(short = 'f', long = "filename", required = true, value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+}
+
+/// How the operator reaches Docker and nginx, and where it keeps state.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OperatorArgs {
+    /// State directory (history, status, events, lock, managed nginx prefix).
+    #[arg(long, env = "AUTOSCALER_STATE_DIR", default_value = ".autoscaler")]
+    pub state_dir: PathBuf,
+    /// Operator instance id, stored as a label: two instances never touch each other's containers.
+    #[arg(long, env = "AUTOSCALER_INSTANCE", default_value = "default")]
+    pub instance: String,
+    /// `managed`: run our own nginx master under the state dir; `external`: write a file and run a reload command.
+    #[arg(long, value_enum, default_value = "managed")]
+    pub nginx_mode: NginxMode,
+    /// The nginx binary (also used for `nginx -t` in external mode).
+    #[arg(long, env = "AUTOSCALER_NGINX", default_value = "nginx")]
+    pub nginx_bin: PathBuf,
+    /// External mode: the file to write (included by your nginx's `http` block).
+    #[arg(long, required_if_eq("nginx_mode", "external"))]
+    pub nginx_config: Option<PathBuf>,
+    /// External mode: the reload command, e.g. `systemctl reload nginx` (split on spaces).
+    #[arg(long, required_if_eq("nginx_mode", "external"))]
+    pub nginx_reload_command: Option<String>,
+    /// Managed mode: nginx worker processes.
+    #[arg(long, default_value_t = 2)]
+    pub nginx_workers: u32,
+}
+
+/// Where the nginx config lives and who reloads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NginxMode {
+    /// The operator's own nginx master.
+    Managed,
+    /// Somebody else's nginx.
+    External,
+}
+
+/// Either kind of load balancer, chosen at run time.
+pub enum AnyLb {
+    /// Managed mode.
+    Managed(ManagedNginx),
+    /// External mode.
+    External(ExternalNginx),
+}
+
+impl LoadBalancer for AnyLb {
+    fn render(&self, upstreams: &[Upstream]) -> Result<String, LbError> {
+        match self {
+            AnyLb::Managed(lb) => lb.render(upstreams),
+            AnyLb::External(lb) => lb.render(upstreams),
+        }
+    }
+
+    async fn current(&self) -> Result<Option<String>, LbError> {
+        match self {
+            AnyLb::Managed(lb) => lb.current().await,
+            AnyLb::External(lb) => lb.current().await,
+        }
+    }
+
+    async fn apply(&self, upstreams: &[Upstream]) -> Result<ApplyOutcome, LbError> {
+        match self {
+            AnyLb::Managed(lb) => lb.apply(upstreams).await,
+            AnyLb::External(lb) => lb.apply(upstreams).await,
+        }
+    }
+
+    async fn ensure_running(&self) -> Result<(), LbError> {
+        match self {
+            AnyLb::Managed(lb) => lb.ensure_running().await,
+            AnyLb::External(lb) => lb.ensure_running().await,
+        }
+    }
+
+    async fn stop(&self) -> Result<(), LbError> {
+        match self {
+            AnyLb::Managed(lb) => lb.stop().await,
+            AnyLb::External(lb) => lb.stop().await,
+        }
+    }
+}
+
+/// The operator type every host-driving subcommand uses.
+pub type HostOperator = Operator<DockerRuntime, AnyLb>;
+
+impl OperatorArgs {
+    /// The state directory.
+    pub fn state(&self) -> StateDir {
+        StateDir::new(&self.state_dir)
+    }
+
+    /// Builds the load balancer these arguments describe.
+    pub fn load_balancer(&self) -> anyhow::Result<AnyLb> {
+        Ok(match self.nginx_mode {
+            NginxMode::Managed => AnyLb::Managed(ManagedNginx::new(
+                absolute(&self.state().nginx_prefix())?,
+                self.nginx_bin.clone(),
+                self.nginx_workers,
+            )),
+            NginxMode::External => {
+                let config = self
+                    .nginx_config
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("--nginx-config is required in external mode"))?;
+                let command: Vec<String> = self
+                    .nginx_reload_command
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect();
+                AnyLb::External(ExternalNginx::new(config, command, self.nginx_bin.clone()))
+            }
+        })
+    }
+
+    /// Connects to Docker and builds the operator.
+    pub async fn operator(&self) -> anyhow::Result<HostOperator> {
+        let runtime = DockerRuntime::connect(&self.instance).await?;
+        let lb = self.load_balancer()?;
+        Ok(Operator::new(
+            runtime,
+            lb,
+            self.state(),
+            OperatorSettings::default(),
+        )?)
+    }
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(std::path::absolute(path)?)
+}
+
+/// Loads and validates every policy; on failure prints every error and returns exit 2.
+pub fn load_policies(args: &PolicyArgs) -> Result<Vec<LoadedPolicy>, ExitCode> {
+    loader::load_paths(&args.files).map_err(|errors| {
+        eprintln!("{errors}");
+        eprintln!("nothing was changed");
+        ExitCode::from(super::EXIT_INVALID)
+    })
+}
+
+/// The policy files a load read, for prune bookkeeping (a directory stands for its files).
+pub fn source_files(policies: &[LoadedPolicy], args: &PolicyArgs) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = policies.iter().map(|p| p.file.clone()).collect();
+    for path in &args.files {
+        if path.is_file() {
+            files.push(path.clone());
+        } else if let Ok(entries) = std::fs::read_dir(path) {
+            files.extend(entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| {
+                matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+            }));
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+}
