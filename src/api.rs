@@ -1,1 +1,282 @@
-//! TODO
+//! The daemon's own HTTP endpoint: `/metrics` (Prometheus), `/healthz`, `/status` (JSON).
+//!
+//! Read-only by design: nothing here changes state. Binds loopback unless told otherwise.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State as AxumState;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::sync::RwLock;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::{Event, State};
+
+/// Errors of the endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("HTTP endpoint failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Label set `{policy}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// Policy name.
+    pub policy: String,
+}
+
+/// Label set `{policy, metric}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MetricLabels {
+    /// Policy name.
+    pub policy: String,
+    /// Metric display name.
+    pub metric: String,
+}
+
+/// Label set `{policy, result}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// Policy name.
+    pub policy: String,
+    /// `converged`, `step_failed` or `error`.
+    pub result: String,
+}
+
+/// Label set `{kind}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// Error kind.
+    pub kind: String,
+}
+
+/// Label set `{policy, direction}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// Policy name.
+    pub policy: String,
+    /// `up` or `down`.
+    pub direction: String,
+}
+
+/// The operator's own metrics and the latest status, shared by the controller and the endpoint.
+pub struct Telemetry {
+    registry: Registry,
+    /// Replicas the decision asks for.
+    pub desired: Family<PolicyLabels, Gauge>,
+    /// Replicas running.
+    pub current: Family<PolicyLabels, Gauge>,
+    /// Replicas ready and in the upstream.
+    pub ready: Family<PolicyLabels, Gauge>,
+    /// Metric value per replica.
+    pub metric_value: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Metric target per replica.
+    pub metric_target: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Reconcile passes by result.
+    pub reconciles: Family<ResultLabels, Counter>,
+    /// Reconcile pass duration.
+    pub reconcile_duration: Family<PolicyLabels, Histogram>,
+    /// Errors by kind.
+    pub errors: Family<KindLabels, Counter>,
+    /// nginx reloads (mirrors the operator's count).
+    pub reloads: Gauge,
+    /// Scale events by direction.
+    pub scale_events: Family<DirectionLabels, Counter>,
+    /// Latest state and events for `/status`.
+    pub snapshot: RwLock<(State, Vec<Event>)>,
+    /// False while the Docker engine is unreachable (for `/healthz`).
+    pub docker_ok: AtomicBool,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    /// Registers every metric under the `autoscaler_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("autoscaler");
+        let desired = Family::<PolicyLabels, Gauge>::default();
+        let current = Family::<PolicyLabels, Gauge>::default();
+        let ready = Family::<PolicyLabels, Gauge>::default();
+        let metric_value = Family::default();
+        let metric_target = Family::default();
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        let reconcile_duration =
+            Family::<PolicyLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+            });
+        let errors = Family::<KindLabels, Counter>::default();
+        let reloads = Gauge::default();
+        let scale_events = Family::<DirectionLabels, Counter>::default();
+        registry.register("replicas_desired", "Replicas the scaling decision asks for", desired.clone());
+        registry.register("replicas_current", "Replicas running", current.clone());
+        registry.register("replicas_ready", "Replicas ready and in the nginx upstream", ready.clone());
+        registry.register("metric_value", "Metric value per replica", metric_value.clone());
+        registry.register("metric_target", "Metric target per replica", metric_target.clone());
+        registry.register("reconciles", "Reconcile passes by result", reconciles.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile pass",
+            reconcile_duration.clone(),
+        );
+        registry.register("errors", "Errors by kind", errors.clone());
+        registry.register("nginx_reloads", "nginx reloads done by this process", reloads.clone());
+        registry.register("scale_events", "Scale changes by direction", scale_events.clone());
+        Self {
+            registry,
+            desired,
+            current,
+            ready,
+            metric_value,
+            metric_target,
+            reconciles,
+            reconcile_duration,
+            errors,
+            reloads,
+            scale_events,
+            snapshot: RwLock::new((State::default(), Vec::new())),
+            docker_ok: AtomicBool::new(false),
+        }
+    }
+
+    /// The exposition text (OpenMetrics).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Mirrors a saved state into the gauges and the `/status` snapshot.
+    pub async fn observe_state(&self, state: &State, events: Vec<Event>) {
+        for (name, ps) in &state.policies {
+            let labels = PolicyLabels {
+                policy: name.clone(),
+            };
+            self.desired.get_or_create(&labels).set(i64::from(ps.status.desired));
+            self.current.get_or_create(&labels).set(i64::from(ps.status.current));
+            self.ready.get_or_create(&labels).set(i64::from(ps.status.ready));
+            for m in &ps.status.metrics {
+                let labels = MetricLabels {
+                    policy: name.clone(),
+                    metric: m.name.clone(),
+                };
+                if let Some(v) = m.value {
+                    self.metric_value.get_or_create(&labels).set(v);
+                }
+                self.metric_target.get_or_create(&labels).set(m.target);
+            }
+        }
+        *self.snapshot.write().await = (state.clone(), events);
+    }
+}
+
+/// Serves the endpoint on `addr` until `shutdown`.
+pub async fn serve(
+    addr: SocketAddr,
+    telemetry: Arc<Telemetry>,
+    shutdown: CancellationToken,
+) -> Result<(), ApiError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ApiError::Bind { addr, source })?;
+    tracing::info!(%addr, "HTTP endpoint listening (/metrics, /healthz, /status)");
+    serve_on(listener, telemetry, shutdown).await
+}
+
+/// Serves on an already bound listener (tests bind port 0).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    telemetry: Arc<Telemetry>,
+    shutdown: CancellationToken,
+) -> Result<(), ApiError> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/status", get(status))
+        .with_state(telemetry);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.cancelled().await;
+            // Let a scrape in progress finish.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+        .await
+        .map_err(ApiError::Serve)
+}
+
+async fn metrics(AxumState(t): AxumState<Arc<Telemetry>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        t.encode(),
+    )
+        .into_response()
+}
+
+async fn healthz(AxumState(t): AxumState<Arc<Telemetry>>) -> Response {
+    if t.docker_ok.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "docker engine unreachable\n").into_response()
+    }
+}
+
+async fn status(AxumState(t): AxumState<Arc<Telemetry>>) -> Response {
+    let snapshot = t.snapshot.read().await;
+    let body = serde_json::json!({ "policies": snapshot.0.policies, "events": snapshot.1 });
+    axum::Json(body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_every_family_without_double_total() {
+        let t = Telemetry::new();
+        t.reconciles
+            .get_or_create(&ResultLabels {
+                policy: "web".into(),
+                result: "converged".into(),
+            })
+            .inc();
+        t.desired
+            .get_or_create(&PolicyLabels {
+                policy: "web".into(),
+            })
+            .set(3);
+        let text = t.encode();
+        assert!(text.contains("autoscaler_reconciles_total{policy=\"web\",result=\"converged\"} 1"), "{text}");
+        assert!(text.contains("autoscaler_replicas_desired{policy=\"web\"} 3"), "{text}");
+        assert!(!text.contains("_total_total"));
+        assert!(text.trim_end().ends_with("# EOF"));
+    }
+}

@@ -10,10 +10,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use futures::future::join_all;
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
-use crate::lb::LoadBalancer;
+use crate::lb::{ApplyOutcome, LoadBalancer};
 use crate::metrics::{self, MetricsError, Scraper};
 use crate::nginx::{self, Upstream};
 use crate::plan::{self, Desired, ObservedReplica, Plan, Step};
@@ -130,6 +133,10 @@ pub struct Operator<R, L> {
     settings: OperatorSettings,
     state: Mutex<State>,
     upstreams: Mutex<BTreeMap<String, Upstream>>,
+    /// Cancelled on graceful shutdown: the executor stops between steps.
+    shutdown: CancellationToken,
+    /// nginx reloads done by this process (for `/metrics`).
+    reloads: AtomicU64,
 }
 
 /// Milliseconds since the epoch (the shell's clock; the core takes it as an argument).
@@ -163,7 +170,113 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             settings,
             state: Mutex::new(state),
             upstreams: Mutex::new(BTreeMap::new()),
+            shutdown: CancellationToken::new(),
+            reloads: AtomicU64::new(0),
         })
+    }
+
+    /// Cancel it to make passes stop after the step in flight.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// nginx reloads this process has done.
+    pub fn reload_count(&self) -> u64 {
+        self.reloads.load(Ordering::Relaxed)
+    }
+
+    async fn apply_table(&self, table: &BTreeMap<String, Upstream>) -> Result<(), ReconcileError> {
+        let all: Vec<Upstream> = table.values().cloned().collect();
+        if self.lb.apply(&all).await? == ApplyOutcome::Reloaded {
+            self.reloads.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Makes the policy's upstream entry match its listen/algorithm/keepalive, keeping servers.
+    async fn sync_upstream_settings(&self, policy: &ScalingPolicy) -> Result<(), ReconcileError> {
+        let name = &policy.metadata.name;
+        let settings = settings_of(policy);
+        let mut table = self.upstreams.lock().await;
+        let servers = table.get(name).map(|u| u.servers.clone()).unwrap_or_default();
+        let Some(mut wanted) = upstream_from_settings(name, &settings, &BTreeMap::new()) else {
+            return Err(ReconcileError::InvalidPolicy {
+                policy: name.clone(),
+                message: format!("listen {:?} is not IP:PORT", settings.listen),
+            });
+        };
+        wanted.servers = servers;
+        if table.get(name) == Some(&wanted) {
+            return Ok(());
+        }
+        table.insert(name.clone(), wanted);
+        self.apply_table(&table).await?;
+        drop(table);
+        let mut state = self.state.lock().await;
+        state.policies.entry(name.clone()).or_default().upstream = settings;
+        self.state_dir.save(&state)?;
+        Ok(())
+    }
+
+    /// Sets the `PolicyValid` condition: `Some(errors)` after a failed load (on the policies
+    /// of the files named in the errors, or all when none is named), `None` once valid.
+    pub async fn set_policy_valid(&self, errors: Option<&str>) {
+        let now = now_ms();
+        let mut state = self.state.lock().await;
+        let mut events = Vec::new();
+        match errors {
+            None => {
+                for ps in state.policies.values_mut() {
+                    ps.status
+                        .set_condition("PolicyValid", true, "Loaded", "policy files are valid", now);
+                }
+            }
+            Some(message) => {
+                let named = |ps: &PolicyState| {
+                    let file = ps.source_file.to_string_lossy();
+                    !file.is_empty() && message.contains(file.as_ref())
+                };
+                let any_named = state.policies.values().any(named);
+                for (name, ps) in state.policies.iter_mut() {
+                    if any_named && !named(ps) {
+                        continue;
+                    }
+                    ps.status.set_condition(
+                        "PolicyValid",
+                        false,
+                        "InvalidPolicyFile",
+                        &format!("last good policy stays in force: {message}"),
+                        now,
+                    );
+                    events.push(Event {
+                        at_ms: now,
+                        policy: name.clone(),
+                        kind: "PolicyInvalid".to_owned(),
+                        message: message.lines().next().unwrap_or_default().to_owned(),
+                    });
+                }
+            }
+        }
+        if let Err(e) = self.state_dir.save(&state) {
+            tracing::warn!(error = %e, "cannot save state");
+        }
+        drop(state);
+        if let Err(e) = self.state_dir.append_events(&events) {
+            tracing::warn!(error = %e, "cannot record events");
+        }
+    }
+
+    /// Records a failed pass on the policy's `AbleToScale` condition.
+    pub async fn note_error(&self, name: &str, error: &ReconcileError) {
+        let now = now_ms();
+        let mut state = self.state.lock().await;
+        if let Some(ps) = state.policies.get_mut(name) {
+            ps.status
+                .set_condition("AbleToScale", false, "ReconcileFailed", &error.to_string(), now);
+        }
+        if let Err(e) = self.state_dir.save(&state) {
+            tracing::warn!(error = %e, "cannot save state");
+        }
     }
 
     /// The runtime (the daemon subscribes to its events).
@@ -214,8 +327,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             }
         }
         if mode == Mode::Apply {
-            let all: Vec<Upstream> = table.values().cloned().collect();
-            self.lb.apply(&all).await?;
+            self.apply_table(&table).await?;
             self.lb.ensure_running().await?;
             self.state_dir.save(&state)?;
         }
@@ -286,6 +398,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         if mode == Mode::DryRun {
             return Ok(report);
         }
+        self.sync_upstream_settings(policy).await?;
         self.record_decision(policy, &report, samples, current, &observed, now).await?;
         self.execute(policy, &mut report).await;
         self.finish_status(&name, &report).await?;
@@ -349,8 +462,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         if report.converged() {
             let mut table = self.upstreams.lock().await;
             table.remove(name);
-            let all: Vec<Upstream> = table.values().cloned().collect();
-            self.lb.apply(&all).await?;
+            self.apply_table(&table).await?;
             let mut state = self.state.lock().await;
             state.policies.remove(name);
             self.state_dir.save(&state)?;
@@ -647,6 +759,10 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         let steps = report.plan.steps.clone();
         let mut events = Vec::new();
         for step in steps {
+            if self.shutdown.is_cancelled() {
+                tracing::info!(policy = %ctx.policy, "shutting down: remaining steps left to the next pass");
+                break;
+            }
             crate::fault::point("before", &step);
             let result = self.execute_step(ctx, &step, &mut moved).await;
             match result {
@@ -736,9 +852,8 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 };
                 let previous = upstream.servers.clone();
                 upstream.servers = servers_of(&ctx.host_ip, &ports);
-                let all: Vec<Upstream> = table.values().cloned().collect();
-                match self.lb.apply(&all).await {
-                    Ok(_) => Ok(Some((
+                match self.apply_table(&table).await {
+                    Ok(()) => Ok(Some((
                         "UpstreamChanged",
                         format!("upstream of {} now {:?}", ctx.policy, ports),
                     ))),
@@ -746,7 +861,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                         if let Some(u) = table.get_mut(&ctx.policy) {
                             u.servers = previous;
                         }
-                        Err(e.into())
+                        Err(e)
                     }
                 }
             }

@@ -1,13 +1,150 @@
-//! `autoscaler run` (not implemented yet).
+//! `autoscaler run`: the daemon. Watches policy files, reacts to Docker events and load.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::common::{self, OperatorArgs, PolicyArgs};
+use crate::api::{self, Telemetry};
+use crate::controller::{self, DaemonConfig, Loader};
+use crate::runtime::docker::DockerRuntime;
 
 /// Arguments of `autoscaler run`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub policies: PolicyArgs,
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+    /// Per-policy metrics scrape and reconcile interval.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Full resync period.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub resync: Duration,
+    /// Address of the HTTP endpoint (`/metrics`, `/healthz`, `/status`); loopback by default.
+    #[arg(long, default_value = "127.0.0.1:9100")]
+    pub listen: SocketAddr,
+}
 
-/// Runs the subcommand.
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("autoscaler run: not implemented yet");
-    ExitCode::from(super::EXIT_INVALID)
+/// Runs until SIGINT/SIGTERM (graceful), a second signal exits at once.
+pub fn run(args: Args) -> ExitCode {
+    let initial = match common::load_policies(&args.policies) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let files = common::source_files(&initial, &args.policies);
+    let runtime = match super::tokio_runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("autoscaler run: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let lock = match args.operator.state().lock("run") {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("autoscaler run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(daemon(args, (initial, files)));
+    drop(lock);
+    code
+}
+
+async fn daemon(
+    args: Args,
+    initial: (Vec<crate::loader::LoadedPolicy>, Vec<PathBuf>),
+) -> ExitCode {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals(shutdown.clone()));
+    let telemetry = Arc::new(Telemetry::new());
+    let api_task = {
+        let telemetry = telemetry.clone();
+        let shutdown = shutdown.clone();
+        let addr = args.listen;
+        tokio::spawn(async move { api::serve(addr, telemetry, shutdown).await })
+    };
+    // The engine may be down at start: keep retrying, serving /healthz meanwhile.
+    let Some(runtime) = connect_with_retry(&args.operator.instance, &shutdown).await else {
+        return ExitCode::SUCCESS;
+    };
+    let lb = match args.operator.load_balancer() {
+        Ok(lb) => lb,
+        Err(e) => {
+            eprintln!("autoscaler run: {e:#}");
+            return ExitCode::from(super::EXIT_INVALID);
+        }
+    };
+    let op = match crate::reconcile::Operator::new(
+        runtime,
+        lb,
+        args.operator.state(),
+        crate::reconcile::OperatorSettings::default(),
+    ) {
+        Ok(op) => Arc::new(op),
+        Err(e) => {
+            eprintln!("autoscaler run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let paths = args.policies.clone();
+    let load: Loader = Arc::new(move || {
+        let policies = crate::loader::load_paths(&paths.files).map_err(|e| e.to_string())?;
+        let files = common::source_files(&policies, &paths);
+        Ok((policies, files))
+    });
+    let config = DaemonConfig {
+        paths: args.policies.files.clone(),
+        interval: args.interval,
+        resync: args.resync,
+        debounce: Duration::from_millis(250),
+    };
+    controller::run(op, config, initial, load, telemetry, shutdown.clone()).await;
+    shutdown.cancel();
+    match api_task.await {
+        Ok(Err(e)) => {
+            eprintln!("autoscaler run: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+async fn connect_with_retry(instance: &str, shutdown: &CancellationToken) -> Option<DockerRuntime> {
+    let mut backoff =
+        crate::controller::backoff::Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
+    loop {
+        match DockerRuntime::connect(instance).await {
+            Ok(rt) => return Some(rt),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::error!(error = %e, ?delay, "docker engine unreachable; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::info!("signal received: graceful shutdown (send again to exit at once)");
+    shutdown.cancel();
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::warn!("second signal: exiting now");
+    std::process::exit(130);
 }
