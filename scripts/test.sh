@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): lint, build the demo image, run every test.
+# Needs: cargo, a running Docker engine, nginx, wrk, promtool, check-jsonschema
+# (.ci/run installs the system packages; `scripts/install-deps.sh` does it by hand).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "==> demo image (autoscaler-demo:latest)"
+scripts/build-image.sh
+echo "==> cargo test"
+cargo test --locked -- "$@"
