@@ -37,6 +37,12 @@ pub enum SimulateError {
         /// Trace name.
         trace: String,
     },
+    /// Drawing the SVG plot failed.
+    #[error("plot: {message}")]
+    Plot {
+        /// What the plotting library said.
+        message: String,
+    },
     /// The policy has no metric, so load cannot be fed to it.
     #[error("policy {policy}: no metric in spec.metrics to feed the trace to")]
     NoMetrics {
@@ -286,6 +292,84 @@ pub fn simulate(
     })
 }
 
+/// Draws load (as replicas needed at `target`) and every run's ready replicas over time
+/// as SVG text.
+///
+/// # Errors
+/// [`SimulateError::Plot`] when the plotting library fails.
+pub fn plot_svg(
+    title: &str,
+    trace: &Trace,
+    target: f64,
+    runs: &[Run],
+) -> Result<String, SimulateError> {
+    use plotters::prelude::*;
+
+    let perr = |e: &dyn std::fmt::Display| SimulateError::Plot {
+        message: e.to_string(),
+    };
+    let seconds = trace.rps.len() as u64;
+    let needed = |rps: f64| if target > 0.0 { rps / target } else { 0.0 };
+    let top = runs
+        .iter()
+        .map(|r| f64::from(r.summary.peak))
+        .chain(trace.rps.iter().map(|&r| needed(r)))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1000, 480)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| perr(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0..seconds.max(1), 0.0..top)
+            .map_err(|e| perr(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("second")
+            .y_desc("replicas")
+            .draw()
+            .map_err(|e| perr(&e))?;
+        chart
+            .draw_series(LineSeries::new(
+                trace
+                    .rps
+                    .iter()
+                    .enumerate()
+                    .map(|(s, &r)| (s as u64, needed(r))),
+                BLACK.stroke_width(1),
+            ))
+            .map_err(|e| perr(&e))?
+            .label(format!("load / target ({target} per replica)"))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+        for (i, run) in runs.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(
+                    run.seconds.iter().map(|s| (s.second, f64::from(s.ready))),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| perr(&e))?
+                .label(format!("{} ready", run.summary.policy))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| perr(&e))?;
+        root.present().map_err(|e| perr(&e))?;
+    }
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,6 +493,25 @@ mod tests {
             Trace::parse("t.csv", "second,rps\n"),
             Err(SimulateError::EmptyTrace { .. })
         ));
+    }
+
+    #[test]
+    fn plot_is_svg_with_one_line_per_run_plus_load() {
+        let runs = [
+            simulate(
+                &policy("hpa", Behavior::default()),
+                &step(),
+                &Model::default(),
+            )
+            .unwrap(),
+            simulate(&policy("tuned", tuned()), &step(), &Model::default()).unwrap(),
+        ];
+        let svg = plot_svg("step", &step(), 10.0, &runs).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
+        assert!(svg.contains("hpa ready") && svg.contains("tuned ready"));
+        // Each run: its series and its legend mark, drawn 2 px wide in its own colour.
+        let wide = svg.matches(r#"stroke-width="2""#).count();
+        assert_eq!(wide, 2 * runs.len(), "{svg}");
     }
 
     #[test]
