@@ -31,6 +31,10 @@ pub(super) fn decide(input: &DecisionInput) -> Decision {
             MetricReading::Total(total) if current > 0 && total.is_finite() && *total >= 0.0 => {
                 vec![total / f64::from(current); current as usize]
             }
+            MetricReading::Total(_) if current == 0 => {
+                status.error = Some("no replica to split the total over".to_owned());
+                Vec::new()
+            }
             MetricReading::Total(total) => {
                 status.error = Some(format!("value {total} is not a usable total"));
                 Vec::new()
