@@ -42,4 +42,5 @@ pub mod policy;
 pub mod reconcile;
 pub mod runtime;
 pub mod scaling;
+pub mod simulate;
 pub mod state;
