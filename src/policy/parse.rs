@@ -13,7 +13,7 @@ use serde_saphyr::{
 };
 
 use super::error::PolicyError;
-use super::locate::{DocPositions, Pos, index_documents};
+use super::locate::{DocPositions, Pos, index_documents, parent_path};
 use super::types::ScalingPolicy;
 
 /// Largest policy file accepted, in bytes (1 MiB): a policy is a few hundred bytes.
@@ -107,10 +107,15 @@ pub fn parse_documents(text: &str, file: &str) -> (Vec<ParsedPolicy>, Vec<Policy
             }
             Err(err) => {
                 let pos = err.location().map(location_pos).unwrap_or(Pos::START);
-                let path = doc_for(&index, pos)
+                let message = plain_message(&err);
+                let mut path = doc_for(&index, pos)
                     .map(|d| d.path_at(pos))
                     .unwrap_or_default();
-                errors.push(PolicyError::new(file, pos, &path, plain_message(&err)));
+                // serde reports a missing field at the mapping's last key: blame the mapping.
+                if message.starts_with("missing field") {
+                    path = parent_path(&path).unwrap_or_default().to_owned();
+                }
+                errors.push(PolicyError::new(file, pos, &path, message));
             }
         }
     }
@@ -150,10 +155,17 @@ fn plain_message(err: &serde_saphyr::Error) -> String {
     let text = err.render_with_options(opts);
     let text = text.lines().next().unwrap_or_default();
     let text = match text.rfind(" at line ") {
-        Some(i) => &text[..i],
-        None => text,
+        Some(i) if is_position_suffix(&text[i + " at line ".len()..]) => &text[..i],
+        _ => text,
     };
     text.trim().to_owned()
+}
+
+/// Whether `s` is exactly `N, column M`.
+fn is_position_suffix(s: &str) -> bool {
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    s.split_once(", column ")
+        .is_some_and(|(line, col)| digits(line) && digits(col))
 }
 
 #[cfg(test)]
