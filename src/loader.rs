@@ -149,10 +149,7 @@ fn read_text(path: &Path) -> Result<String, PolicyError> {
             &path.display().to_string(),
             Pos { line, column },
             "",
-            format!(
-                "not UTF-8: invalid byte 0x{:02x}",
-                e.as_bytes()[good.len()]
-            ),
+            format!("not UTF-8: invalid byte 0x{:02x}", e.as_bytes()[good.len()]),
         )
     })
 }
@@ -183,12 +180,15 @@ spec:
     #[test]
     fn directory_loads_sorted_yaml_files_only() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("b.yml"), policy("b", "9001-9010", 9000)).unwrap();
-        std::fs::write(dir.path().join("a.yaml"), policy("a", "8001-8010", 8000)).unwrap();
+        std::fs::write(dir.path().join("b.yml"), policy("b", "9001-9011", 9000)).unwrap();
+        std::fs::write(dir.path().join("a.yaml"), policy("a", "8001-8011", 8000)).unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not yaml").unwrap();
         std::fs::write(dir.path().join(".x.yaml"), "garbage: [").unwrap();
         let loaded = load_path(dir.path()).unwrap();
-        let names: Vec<_> = loaded.iter().map(|p| p.policy.metadata.name.as_str()).collect();
+        let names: Vec<_> = loaded
+            .iter()
+            .map(|p| p.policy.metadata.name.as_str())
+            .collect();
         assert_eq!(names, ["a", "b"]);
         assert!(loaded[0].file.ends_with("a.yaml"));
     }
@@ -198,7 +198,7 @@ spec:
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.yaml");
         let b = dir.path().join("b.yaml");
-        std::fs::write(&a, policy("web", "8001-8010", 8000)).unwrap();
+        std::fs::write(&a, policy("web", "8001-8011", 8000)).unwrap();
         std::fs::write(&b, policy("web", "8005-8020", 8000)).unwrap();
         let err = load_paths(&[a, b.clone()]).unwrap_err();
         let text = err.to_string();
@@ -219,7 +219,10 @@ spec:
         let big = dir.path().join("big.yaml");
         std::fs::write(&big, vec![b'#'; MAX_FILE_BYTES + 10]).unwrap();
         let err = load_path(&big).unwrap_err().to_string();
-        assert!(err.contains("big.yaml:1:1: (document): file is larger"), "{err}");
+        assert!(
+            err.contains("big.yaml:1:1: (document): file is larger"),
+            "{err}"
+        );
     }
 
     #[test]

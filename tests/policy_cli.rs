@@ -95,7 +95,10 @@ fn several_files_are_checked_together() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("metadata.name: name \"quickstart\" is already used"), "{stderr}");
+    assert!(
+        stderr.contains("metadata.name: name \"quickstart\" is already used"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -27,10 +27,7 @@ pub fn run(args: Args) -> ExitCode {
         }
         Err(errors) => {
             eprintln!("{errors}");
-            eprintln!(
-                "{} error(s); nothing was changed",
-                errors.errors.len()
-            );
+            eprintln!("{} error(s); nothing was changed", errors.errors.len());
             ExitCode::from(super::EXIT_INVALID)
         }
     }

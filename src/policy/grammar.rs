@@ -25,7 +25,9 @@ pub fn dns_label(s: &str) -> Result<(), String> {
         ));
     }
     if s.starts_with('-') || s.ends_with('-') {
-        return Err(format!("{s:?} is not a DNS label: must not start or end with '-'"));
+        return Err(format!(
+            "{s:?} is not a DNS label: must not start or end with '-'"
+        ));
     }
     Ok(())
 }
@@ -47,8 +49,7 @@ pub fn image_reference(s: &str) -> Result<(), String> {
         let algo_ok = !algo.is_empty()
             && algo.split(['+', '.', '_', '-']).all(|p| {
                 !p.is_empty()
-                    && p
-                        .bytes()
+                    && p.bytes()
                         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             });
         if !algo_ok || hex.len() < 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -78,8 +79,7 @@ pub fn image_reference(s: &str) -> Result<(), String> {
     }
     let mut components: Vec<&str> = name.split('/').collect();
     let first = components[0];
-    if components.len() > 1
-        && (first.contains('.') || first.contains(':') || first == "localhost")
+    if components.len() > 1 && (first.contains('.') || first.contains(':') || first == "localhost")
     {
         domain(first).or_else(|why| bad(&why))?;
         components.remove(0);
@@ -103,7 +103,9 @@ fn domain(s: &str) -> Result<(), String> {
     }
     let ok = host.split('.').all(|label| {
         !label.is_empty()
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-')
     });
@@ -217,8 +219,7 @@ pub fn metric_name(s: &str) -> Result<(), String> {
 
 /// An IP address (v4 or v6) in canonical textual form.
 pub fn ip_address(s: &str) -> Result<IpAddr, String> {
-    s.parse()
-        .map_err(|_| format!("{s:?} is not an IP address"))
+    s.parse().map_err(|_| format!("{s:?} is not an IP address"))
 }
 
 /// `IP:PORT` (IPv6 as `[::1]:PORT`) with a non-zero port.
@@ -246,20 +247,14 @@ pub fn port_range(s: &str) -> Result<(u16, u16), String> {
     match (parse(a), parse(b)) {
         (Some(first), Some(last)) if first <= last => Ok((first, last)),
         (Some(first), Some(last)) => Err(format!("first port {first} is above last port {last}")),
-        _ => Err(format!(
-            "{s:?} is not FIRST-LAST with ports in 1..=65535"
-        )),
+        _ => Err(format!("{s:?} is not FIRST-LAST with ports in 1..=65535")),
     }
 }
 
 /// An `http://` or `https://` URL: host, optional port and path; no credentials,
 /// query, whitespace, quotes or control characters.
 pub fn http_url(s: &str) -> Result<(), String> {
-    let bad = || {
-        Err(format!(
-            "{s:?} is not an http(s)://HOST[:PORT][/PATH] URL"
-        ))
-    };
+    let bad = || Err(format!("{s:?} is not an http(s)://HOST[:PORT][/PATH] URL"));
     let Some(rest) = s
         .strip_prefix("http://")
         .or_else(|| s.strip_prefix("https://"))
@@ -290,9 +285,9 @@ pub fn http_url(s: &str) -> Result<(), String> {
             None => (authority, None),
         };
         !host.is_empty()
-            && host.split('.').all(|l| {
-                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            })
+            && host
+                .split('.')
+                .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
             && port.is_none_or(|p| port_digits(Some(p)))
     };
     if host_ok { Ok(()) } else { bad() }
@@ -300,7 +295,9 @@ pub fn http_url(s: &str) -> Result<(), String> {
 
 fn port_digits(p: Option<&str>) -> bool {
     p.is_some_and(|p| {
-        !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
             && p.parse::<u16>().is_ok_and(|n| n > 0)
     })
 }
@@ -340,7 +337,11 @@ pub fn memory_bytes(s: &str) -> Option<u64> {
         return None;
     }
     let int: u128 = int.parse().ok()?;
-    let frac_value: u128 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+    let frac_value: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
     let scale = 10u128.pow(u32::try_from(frac.len()).ok()?);
     let total = int.checked_mul(multiplier)? + frac_value * multiplier / scale;
     u64::try_from(total).ok()
@@ -356,8 +357,18 @@ mod tests {
             assert!(dns_label(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "Web", "-web", "web-", "we_b", "we.b", "web;", "web{", "w b", "web\n",
-            "wéb", &"a".repeat(64),
+            "",
+            "Web",
+            "-web",
+            "web-",
+            "we_b",
+            "we.b",
+            "web;",
+            "web{",
+            "w b",
+            "web\n",
+            "wéb",
+            &"a".repeat(64),
         ] {
             assert!(dns_label(bad).is_err(), "{bad:?}");
         }
@@ -376,7 +387,11 @@ mod tests {
             "app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             "app:v1@sha256:0123456789abcdef0123456789abcdef",
         ] {
-            assert!(image_reference(ok).is_ok(), "{ok}: {:?}", image_reference(ok));
+            assert!(
+                image_reference(ok).is_ok(),
+                "{ok}: {:?}",
+                image_reference(ok)
+            );
         }
         for bad in [
             "",
@@ -441,7 +456,14 @@ mod tests {
         }
         assert_eq!(listen_address("127.0.0.1:8080").map(|a| a.port()), Ok(8080));
         assert!(listen_address("[::1]:8080").is_ok());
-        for bad in ["8080", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "0.0.0.0:80;", "localhost:80"] {
+        for bad in [
+            "8080",
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "127.0.0.1:70000",
+            "0.0.0.0:80;",
+            "localhost:80",
+        ] {
             assert!(listen_address(bad).is_err(), "{bad:?}");
         }
     }
@@ -451,7 +473,9 @@ mod tests {
         assert_eq!(port_range("8001-8099"), Ok((8001, 8099)));
         assert_eq!(port_range("1-65535"), Ok((1, 65535)));
         assert_eq!(port_range("80-80"), Ok((80, 80)));
-        for bad in ["", "8001", "0-10", "10-5", "1-65536", " 1-2", "1-2 ", "+1-2", "1--2", "a-b", "1-2-3"] {
+        for bad in [
+            "", "8001", "0-10", "10-5", "1-65536", " 1-2", "1-2 ", "+1-2", "1--2", "a-b", "1-2-3",
+        ] {
             assert!(port_range(bad).is_err(), "{bad:?}");
         }
     }

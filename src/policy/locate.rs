@@ -109,7 +109,9 @@ enum Frame {
         next: usize,
     },
     /// A complex (non-scalar) mapping key: its contents are not indexed.
-    Skip { depth: usize },
+    Skip {
+        depth: usize,
+    },
 }
 
 /// Most events indexed per text; parsing stops there (the deserializer's own budget
@@ -147,17 +149,17 @@ pub fn index_documents(text: &str) -> Vec<DocPositions> {
             }
             Event::SequenceStart(..) | Event::MappingStart(..) => {
                 let is_map = matches!(event, Event::MappingStart(..));
-                if let Some(doc) = docs.last_mut() {
-                    if let Some(path) = on_node(doc, &mut stack, pos, None, true) {
-                        stack.push(if is_map {
-                            Frame::Map {
-                                path,
-                                pending_key: None,
-                            }
-                        } else {
-                            Frame::Seq { path, next: 0 }
-                        });
-                    }
+                if let Some(doc) = docs.last_mut()
+                    && let Some(path) = on_node(doc, &mut stack, pos, None, true)
+                {
+                    stack.push(if is_map {
+                        Frame::Map {
+                            path,
+                            pending_key: None,
+                        }
+                    } else {
+                        Frame::Seq { path, next: 0 }
+                    });
                 }
             }
             Event::SequenceEnd | Event::MappingEnd => match stack.last_mut() {
@@ -264,7 +266,13 @@ b: [1, 2]
                 column: 27
             }
         );
-        assert_eq!(d.value_pos("spec.list[1].y"), Pos { line: 6, column: 10 });
+        assert_eq!(
+            d.value_pos("spec.list[1].y"),
+            Pos {
+                line: 6,
+                column: 10
+            }
+        );
         assert_eq!(docs[1].value_pos("b[1]"), Pos { line: 8, column: 8 });
     }
 
@@ -282,7 +290,10 @@ b: [1, 2]
     fn path_at_finds_key_and_preceding_node() {
         let docs = index_documents(DOC);
         assert_eq!(docs[0].path_at(Pos { line: 3, column: 3 }), "spec.replicas");
-        assert_eq!(docs[0].path_at(Pos { line: 6, column: 9 }), "spec.list[1].y");
+        assert_eq!(
+            docs[0].path_at(Pos { line: 6, column: 9 }),
+            "spec.list[1].y"
+        );
     }
 
     #[test]

@@ -8,8 +8,7 @@
 use std::io::Cursor;
 
 use serde_saphyr::{
-    DuplicateKeyPolicy, Options, RenderOptions, SnippetMode, Spanned,
-    DefaultMessageFormatter,
+    DefaultMessageFormatter, DuplicateKeyPolicy, Options, RenderOptions, SnippetMode, Spanned,
 };
 
 use super::error::PolicyError;
@@ -141,8 +140,7 @@ fn location_pos(loc: serde_saphyr::Location) -> Pos {
 fn doc_for(index: &[DocPositions], pos: Pos) -> Option<&DocPositions> {
     index
         .iter()
-        .filter(|d| d.root.is_some_and(|r| r <= pos))
-        .next_back()
+        .rfind(|d| d.root.is_some_and(|r| r <= pos))
         .or_else(|| index.first())
 }
 
@@ -231,10 +229,22 @@ spec:
     #[test]
     fn shape_errors_name_file_line_column_and_path() {
         let cases = [
-            ("replicas: {min: 1, max: 10}", "replicas: {min: one}", "spec.replicas.min"),
-            ("containerPort: 8000", "containerPort: 70000", "spec.template.containerPort"),
+            (
+                "replicas: {min: 1, max: 10}",
+                "replicas: {min: one}",
+                "spec.replicas.min",
+            ),
+            (
+                "containerPort: 8000",
+                "containerPort: 70000",
+                "spec.template.containerPort",
+            ),
             ("kind: ScalingPolicy", "kind: [a]", "kind"),
-            ("  ports: {range: 8001-8099}", "  ports: {range: 8001-8099, hostIP: x}", "spec.ports"),
+            (
+                "  ports: {range: 8001-8099}",
+                "  ports: {range: 8001-8099, hostIP: x}",
+                "spec.ports",
+            ),
         ];
         for (from, to, path) in cases {
             let text = if GOOD.contains(from) {

@@ -321,7 +321,10 @@ pub fn check_conflicts(policies: &[&ScalingPolicy]) -> Vec<(usize, Violation)> {
                 i,
                 v(
                     "metadata.name",
-                    format!("name {name:?} is already used by policy #{} of this load", j + 1),
+                    format!(
+                        "name {name:?} is already used by policy #{} of this load",
+                        j + 1
+                    ),
                 ),
             )),
             None => {
@@ -354,9 +357,7 @@ pub fn check_conflicts(policies: &[&ScalingPolicy]) -> Vec<(usize, Violation)> {
                     i,
                     v(
                         "spec.ports.range",
-                        format!(
-                            "overlaps the port range {b1}-{b2} of policy {other:?}"
-                        ),
+                        format!("overlaps the port range {b1}-{b2} of policy {other:?}"),
                     ),
                 ));
             }
@@ -423,4 +424,235 @@ pub fn validate_all(policies: &[ParsedPolicy]) -> Vec<PolicyError> {
     errors.sort();
     errors.dedup();
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::parse_documents;
+
+    const BASE: &str = "\
+apiVersion: autoscaler.dev/v1alpha1
+kind: ScalingPolicy
+metadata: {name: web}
+spec:
+  template:
+    image: demo:latest
+    containerPort: 8000
+    env: {MODE: fast}
+    resources: {cpus: 0.5, memory: 128Mi}
+  replicas: {min: 1, max: 10}
+  ports: {hostIp: 127.0.0.1, range: 8001-8079}
+  loadBalancer: {listen: 127.0.0.1:8080}
+  metrics: [{requestRate: {targetPerReplica: 10}}]
+  behavior: {}
+  drain: {timeoutSeconds: 30}
+";
+
+    fn policy(edit: &str) -> ScalingPolicy {
+        let (from, to) = edit.split_once(" => ").unwrap_or((edit, edit));
+        assert!(BASE.contains(from), "{from}");
+        let (mut ok, errs) = parse_documents(&BASE.replace(from, to), "t.yaml");
+        assert!(errs.is_empty(), "{edit}: {errs:?}");
+        ok.remove(0).policy
+    }
+
+    #[test]
+    fn base_policy_is_valid() {
+        assert_eq!(check_policy(&policy("kind")), vec![]);
+    }
+
+    #[test]
+    fn each_rule_reports_its_field() {
+        let cases = [
+            ("autoscaler.dev/v1alpha1 => v1", "apiVersion"),
+            ("kind: ScalingPolicy => kind: Pod", "kind"),
+            ("name: web => name: Web", "metadata.name"),
+            ("name: web => name: 'web;'", "metadata.name"),
+            ("demo:latest => 'demo:latest;'", "spec.template.image"),
+            (
+                "containerPort: 8000 => containerPort: 0",
+                "spec.template.containerPort",
+            ),
+            ("MODE: fast => 1MODE: fast", "spec.template.env.1MODE"),
+            ("MODE: fast => MODE: \"a\\nb\"", "spec.template.env.MODE"),
+            ("cpus: 0.5 => cpus: 2000", "spec.template.resources.cpus"),
+            ("cpus: 0.5 => cpus: -1", "spec.template.resources.cpus"),
+            ("128Mi => 1Mi", "spec.template.resources.memory"),
+            ("128Mi => lots", "spec.template.resources.memory"),
+            ("min: 1 => min: 0", "spec.replicas.min"),
+            ("min: 1, max: 10 => min: 4, max: 3", "spec.replicas.max"),
+            ("8001-8079 => 8001-8010", "spec.replicas.max"),
+            ("8001-8079 => 8079-8001", "spec.ports.range"),
+            ("8001-8079 => 0-100", "spec.ports.range"),
+            (
+                "hostIp: 127.0.0.1 => hostIp: localhost",
+                "spec.ports.hostIp",
+            ),
+            (
+                "127.0.0.1:8080 => 127.0.0.1:8005",
+                "spec.loadBalancer.listen",
+            ),
+            ("127.0.0.1:8080 => 0.0.0.0:8005", "spec.loadBalancer.listen"),
+            ("127.0.0.1:8080 => 127.0.0.1", "spec.loadBalancer.listen"),
+            (
+                "targetPerReplica: 10 => targetPerReplica: -1",
+                "spec.metrics[0].requestRate.targetPerReplica",
+            ),
+            (
+                "targetPerReplica: 10 => targetPerReplica: .inf",
+                "spec.metrics[0].requestRate.targetPerReplica",
+            ),
+            (
+                "{targetPerReplica: 10} => {path: metrics, targetPerReplica: 10}",
+                "spec.metrics[0].requestRate.path",
+            ),
+            (
+                "{targetPerReplica: 10} => {counter: a-b, targetPerReplica: 10}",
+                "spec.metrics[0].requestRate.counter",
+            ),
+            (
+                "[{requestRate: {targetPerReplica: 10}}] => []",
+                "spec.metrics",
+            ),
+            (
+                "[{requestRate: {targetPerReplica: 10}}] => [{prometheus: {url: 'http://p:9090', query: ' ', targetPerReplica: 1}}]",
+                "spec.metrics[0].prometheus.query",
+            ),
+            (
+                "[{requestRate: {targetPerReplica: 10}}] => [{prometheus: {url: 'p:9090', query: up, targetPerReplica: 1}}]",
+                "spec.metrics[0].prometheus.url",
+            ),
+            (
+                "behavior: {} => behavior: {tolerance: 1}",
+                "spec.behavior.tolerance",
+            ),
+            (
+                "behavior: {} => behavior: {tolerance: -0.1}",
+                "spec.behavior.tolerance",
+            ),
+            (
+                "behavior: {} => behavior: {scaleUp: {stabilizationWindowSeconds: 3601}}",
+                "spec.behavior.scaleUp.stabilizationWindowSeconds",
+            ),
+            (
+                "behavior: {} => behavior: {scaleDown: {policies: []}}",
+                "spec.behavior.scaleDown.policies",
+            ),
+            (
+                "behavior: {} => behavior: {scaleDown: {policies: [{type: Pods, value: 0, periodSeconds: 15}]}}",
+                "spec.behavior.scaleDown.policies[0].value",
+            ),
+            (
+                "behavior: {} => behavior: {scaleDown: {policies: [{type: Pods, value: 1, periodSeconds: 1801}]}}",
+                "spec.behavior.scaleDown.policies[0].periodSeconds",
+            ),
+            (
+                "behavior: {} => behavior: {threshold: {upperPerReplica: 5, lowerPerReplica: 5}}",
+                "spec.behavior.threshold.upperPerReplica",
+            ),
+            (
+                "behavior: {} => behavior: {threshold: {upperPerReplica: 5, lowerPerReplica: -1}}",
+                "spec.behavior.threshold.lowerPerReplica",
+            ),
+            (
+                "timeoutSeconds: 30 => timeoutSeconds: 3601",
+                "spec.drain.timeoutSeconds",
+            ),
+        ];
+        for (edit, path) in cases {
+            let found = check_policy(&policy(edit));
+            assert!(
+                found.iter().any(|v| v.path == path),
+                "{edit}: expected an error at {path}, got {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn edges_that_are_allowed() {
+        for edit in [
+            "min: 1, max: 10 => min: 3, max: 3",
+            "8001-8079 => 8001-8011",
+            "behavior: {} => behavior: {tolerance: 0}",
+            "behavior: {} => behavior: {scaleUp: {stabilizationWindowSeconds: 3600}}",
+            "behavior: {} => behavior: {scaleDown: {selectPolicy: Disabled, policies: []}}",
+            "behavior: {} => behavior: {scaleUp: {policies: [{type: Percent, value: 1, periodSeconds: 1800}]}}",
+            "timeoutSeconds: 30 => timeoutSeconds: 0",
+            "cpus: 0.5 => cpus: 1024",
+            "128Mi => 6Mi",
+            "127.0.0.1:8080 => 127.0.0.2:8005",
+            "MODE: fast => MODE: 'two words; \"quoted\"'",
+        ] {
+            assert_eq!(check_policy(&policy(edit)), vec![], "{edit}");
+        }
+    }
+
+    fn with(name: &str, range: &str, listen: &str) -> ScalingPolicy {
+        let mut p = policy("kind");
+        p.metadata.name = name.to_owned();
+        p.spec.ports.range = range.to_owned();
+        p.spec.load_balancer.listen = listen.to_owned();
+        p
+    }
+
+    #[test]
+    fn conflicts_between_policies() {
+        let a = with("a", "8001-8079", "127.0.0.1:8080");
+        let cases = [
+            (
+                with("a", "9001-9079", "127.0.0.1:9080"),
+                vec!["metadata.name"],
+            ),
+            (
+                with("b", "8070-8079", "127.0.0.1:9080"),
+                vec!["spec.ports.range"],
+            ),
+            (
+                with("b", "9001-9079", "127.0.0.1:8080"),
+                vec!["spec.loadBalancer.listen"],
+            ),
+            (
+                with("b", "9001-9079", "0.0.0.0:8080"),
+                vec!["spec.loadBalancer.listen"],
+            ),
+            (
+                with("b", "9001-9079", "127.0.0.1:8002"),
+                vec!["spec.loadBalancer.listen"],
+            ),
+            (with("b", "9001-9079", "127.0.0.2:8080"), vec![]),
+            (with("b", "8081-8090", "127.0.0.1:9080"), vec![]),
+        ];
+        for (b, expected) in cases {
+            let found = check_conflicts(&[&a, &b]);
+            let paths: Vec<&str> = found.iter().map(|(_, v)| v.path.as_str()).collect();
+            assert_eq!(
+                paths, expected,
+                "{}/{}",
+                b.spec.ports.range, b.spec.load_balancer.listen
+            );
+            assert!(found.iter().all(|(i, _)| *i == 1));
+        }
+        // The earlier policy is blamed when its listen port falls in a later range.
+        let c = with("c", "8075-8085", "127.0.0.1:9999");
+        let mut a2 = a.clone();
+        a2.spec.ports.range = "8001-8070".to_owned();
+        let found = check_conflicts(&[&a2, &c]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].0, found[0].1.path.as_str()),
+            (0, "spec.loadBalancer.listen")
+        );
+    }
+
+    #[test]
+    fn validate_all_positions_errors_in_the_source() {
+        let text = BASE.replace("min: 1, max: 10", "min: 4, max: 3");
+        let (ok, _) = parse_documents(&text, "t.yaml");
+        let errs: Vec<String> = validate_all(&ok).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errs,
+            ["t.yaml:10:27: spec.replicas.max: must be >= spec.replicas.min (4)"]
+        );
+    }
 }
