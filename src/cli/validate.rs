@@ -1,13 +1,34 @@
-//! `autoscaler validate` (not implemented yet).
+//! `autoscaler validate`: schema and semantic checks, every error with file:line:column.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Arguments of `autoscaler validate`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Policy file or directory of `*.yaml`/`*.yml` (repeatable; all are checked together).
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+}
 
-/// Runs the subcommand.
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("autoscaler validate: not implemented yet");
-    ExitCode::from(super::EXIT_INVALID)
+/// Prints one `OK` line per valid policy (exit 0), or every error on stderr (exit 2).
+pub fn run(args: Args) -> ExitCode {
+    match crate::loader::load_paths(&args.files) {
+        Ok(policies) => {
+            for p in policies {
+                println!(
+                    "OK {}:{}: ScalingPolicy {}",
+                    p.file.display(),
+                    p.line,
+                    p.policy.metadata.name
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{} error(s); nothing was changed", errors.errors.len());
+            ExitCode::from(super::EXIT_INVALID)
+        }
+    }
 }

@@ -1,0 +1,658 @@
+//! Semantic rules: what serde's shape checks cannot say about one policy or a set.
+//!
+//! [`check_policy`] and [`check_conflicts`] are pure and return every violation with
+//! its field path; [`validate_all`] attaches file positions to them.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use super::error::PolicyError;
+use super::grammar;
+use super::locate::join_key;
+use super::parse::ParsedPolicy;
+use super::types::{
+    API_VERSION, KIND, MetricSpec, RatePolicyKind, ScalingPolicy, ScalingRules, SelectPolicy,
+};
+
+/// Longest stabilization window accepted, in seconds (HPA's limit).
+pub const MAX_WINDOW_SECONDS: u32 = 3600;
+/// Longest rate-policy period accepted, in seconds (HPA's limit).
+pub const MAX_PERIOD_SECONDS: u32 = 1800;
+/// Longest drain timeout accepted, in seconds.
+pub const MAX_DRAIN_SECONDS: u64 = 3600;
+/// Smallest memory limit Docker accepts (6 MiB).
+pub const MIN_MEMORY_BYTES: u64 = 6 << 20;
+
+/// One broken rule: the field path and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Field path, e.g. `spec.replicas.max`.
+    pub path: String,
+    /// What is wrong, one line.
+    pub message: String,
+}
+
+fn v(path: impl Into<String>, message: impl Into<String>) -> Violation {
+    Violation {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// Collects violations, turning a grammar `Result` into one at `path`.
+#[derive(Default)]
+struct Checks(Vec<Violation>);
+
+impl Checks {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(v(path, message));
+    }
+    fn grammar<T>(&mut self, path: impl Into<String>, r: Result<T, String>) -> Option<T> {
+        match r {
+            Ok(t) => Some(t),
+            Err(why) => {
+                self.push(path, why);
+                None
+            }
+        }
+    }
+    fn positive_finite(&mut self, path: &str, x: f64) {
+        if !(x.is_finite() && x > 0.0) {
+            self.push(path, format!("must be a positive finite number, got {x}"));
+        }
+    }
+}
+
+/// Every rule that concerns one policy alone.
+///
+/// Replicas: `min >= 1` as HPA's `minReplicas` (scale to zero is not supported: the
+/// upstream would have no server), `max >= min`, and `max + 1` (one surge replica
+/// during a rolling update) no larger than the number of ports in `spec.ports.range`.
+pub fn check_policy(p: &ScalingPolicy) -> Vec<Violation> {
+    let mut c = Checks::default();
+    if p.api_version != API_VERSION {
+        c.push(
+            "apiVersion",
+            format!("must be {API_VERSION:?}, got {:?}", p.api_version),
+        );
+    }
+    if p.kind != KIND {
+        c.push("kind", format!("must be {KIND:?}, got {:?}", p.kind));
+    }
+    c.grammar("metadata.name", grammar::dns_label(&p.metadata.name));
+
+    let s = &p.spec;
+    let t = &s.template;
+    c.grammar("spec.template.image", grammar::image_reference(&t.image));
+    if t.args.len() > 256 {
+        c.push("spec.template.args", "at most 256 arguments");
+    }
+    for (i, arg) in t.args.iter().enumerate() {
+        c.grammar(
+            format!("spec.template.args[{i}]"),
+            grammar::single_line_value(arg),
+        );
+    }
+    if t.container_port == 0 {
+        c.push("spec.template.containerPort", "must be in 1..=65535");
+    }
+    if t.env.len() > 256 {
+        c.push("spec.template.env", "at most 256 variables");
+    }
+    for (key, value) in &t.env {
+        let path = join_key("spec.template.env", key);
+        if c.grammar(path.clone(), grammar::env_name(key)).is_some() {
+            c.grammar(path, grammar::single_line_value(value));
+        }
+    }
+    if let Some(cpus) = t.resources.cpus
+        && !(cpus.is_finite() && cpus > 0.0 && cpus <= 1024.0)
+    {
+        c.push(
+            "spec.template.resources.cpus",
+            format!("must be > 0 and <= 1024 cores, got {cpus}"),
+        );
+    }
+    if let Some(mem) = &t.resources.memory {
+        match grammar::memory_bytes(mem) {
+            None => c.push(
+                "spec.template.resources.memory",
+                format!("{mem:?} is not a quantity such as 128Mi, 1Gi, 500M or 1048576"),
+            ),
+            Some(b) if b < MIN_MEMORY_BYTES => c.push(
+                "spec.template.resources.memory",
+                format!("{mem} is below Docker's minimum of 6Mi"),
+            ),
+            Some(_) => {}
+        }
+    }
+    let r = &t.readiness;
+    c.grammar(
+        "spec.template.readiness.httpGet.path",
+        grammar::http_path(&r.http_get.path),
+    );
+    if !(10..=60_000).contains(&r.period_millis) {
+        c.push(
+            "spec.template.readiness.periodMillis",
+            format!("must be in 10..=60000, got {}", r.period_millis),
+        );
+    }
+    if !(1..=3600).contains(&r.timeout_seconds) {
+        c.push(
+            "spec.template.readiness.timeoutSeconds",
+            format!("must be in 1..=3600, got {}", r.timeout_seconds),
+        );
+    }
+
+    // Replicas and ports.
+    if s.replicas.min < 1 {
+        c.push(
+            "spec.replicas.min",
+            "must be >= 1 (as HPA's minReplicas; scale to zero is not supported)",
+        );
+    }
+    if s.replicas.max < s.replicas.min {
+        c.push(
+            "spec.replicas.max",
+            format!("must be >= spec.replicas.min ({})", s.replicas.min),
+        );
+    }
+    let host_ip = c.grammar("spec.ports.hostIp", grammar::ip_address(&s.ports.host_ip));
+    let range = c.grammar("spec.ports.range", grammar::port_range(&s.ports.range));
+    if let Some((first, last)) = range {
+        let size = u32::from(last) - u32::from(first) + 1;
+        // One spare port: a rolling update surges one replica above the count.
+        if u64::from(s.replicas.max) + 1 > u64::from(size) {
+            c.push(
+                "spec.replicas.max",
+                format!(
+                    "{} replicas plus one rolling-update surge do not fit spec.ports.range {} ({size} ports)",
+                    s.replicas.max, s.ports.range
+                ),
+            );
+        }
+    }
+    let listen = c.grammar(
+        "spec.loadBalancer.listen",
+        grammar::listen_address(&s.load_balancer.listen),
+    );
+    if let (Some(listen), Some(ip), Some(range)) = (listen, host_ip, range)
+        && clashes(listen, ip, range)
+    {
+        c.push(
+            "spec.loadBalancer.listen",
+            format!(
+                "port {} is inside this policy's replica port range {}",
+                listen.port(),
+                s.ports.range
+            ),
+        );
+    }
+    if s.load_balancer.keepalive > 10_000 {
+        c.push("spec.loadBalancer.keepalive", "must be <= 10000");
+    }
+
+    // Metrics.
+    if s.metrics.is_empty() {
+        c.push("spec.metrics", "at least one metric is required");
+    }
+    if s.metrics.len() > 16 {
+        c.push("spec.metrics", "at most 16 metrics");
+    }
+    for (i, m) in s.metrics.iter().enumerate() {
+        match m {
+            MetricSpec::RequestRate(rr) => {
+                let base = format!("spec.metrics[{i}].requestRate");
+                c.grammar(format!("{base}.path"), grammar::http_path(&rr.path));
+                c.grammar(format!("{base}.counter"), grammar::metric_name(&rr.counter));
+                c.positive_finite(&format!("{base}.targetPerReplica"), rr.target_per_replica);
+            }
+            MetricSpec::Prometheus(pm) => {
+                let base = format!("spec.metrics[{i}].prometheus");
+                c.grammar(format!("{base}.url"), grammar::http_url(&pm.url));
+                if pm.query.trim().is_empty() {
+                    c.push(format!("{base}.query"), "must not be empty");
+                } else {
+                    c.grammar(
+                        format!("{base}.query"),
+                        grammar::single_line_value(&pm.query),
+                    );
+                }
+                c.positive_finite(&format!("{base}.targetPerReplica"), pm.target_per_replica);
+            }
+        }
+    }
+
+    // Behavior.
+    let b = &s.behavior;
+    if !(b.tolerance.is_finite() && (0.0..1.0).contains(&b.tolerance)) {
+        c.push(
+            "spec.behavior.tolerance",
+            format!("must be in [0, 1), got {}", b.tolerance),
+        );
+    }
+    check_rules(&mut c, "spec.behavior.scaleUp", &b.scale_up);
+    check_rules(&mut c, "spec.behavior.scaleDown", &b.scale_down);
+    let th = &b.threshold;
+    if !(th.lower_per_replica.is_finite() && th.lower_per_replica >= 0.0) {
+        c.push(
+            "spec.behavior.threshold.lowerPerReplica",
+            format!("must be a finite number >= 0, got {}", th.lower_per_replica),
+        );
+    }
+    if !(th.upper_per_replica.is_finite() && th.upper_per_replica > th.lower_per_replica) {
+        c.push(
+            "spec.behavior.threshold.upperPerReplica",
+            format!(
+                "must be a finite number above lowerPerReplica ({}), got {}",
+                th.lower_per_replica, th.upper_per_replica
+            ),
+        );
+    }
+    if s.drain.timeout_seconds > MAX_DRAIN_SECONDS {
+        c.push(
+            "spec.drain.timeoutSeconds",
+            format!(
+                "must be <= {MAX_DRAIN_SECONDS}, got {}",
+                s.drain.timeout_seconds
+            ),
+        );
+    }
+    c.0
+}
+
+fn check_rules(c: &mut Checks, base: &str, rules: &ScalingRules) {
+    if let Some(w) = rules.stabilization_window_seconds
+        && w > MAX_WINDOW_SECONDS
+    {
+        c.push(
+            format!("{base}.stabilizationWindowSeconds"),
+            format!("must be in 0..={MAX_WINDOW_SECONDS}, got {w}"),
+        );
+    }
+    if let Some(policies) = &rules.policies {
+        if policies.is_empty() && rules.select_policy != Some(SelectPolicy::Disabled) {
+            c.push(
+                format!("{base}.policies"),
+                "must not be empty unless selectPolicy is Disabled",
+            );
+        }
+        for (i, p) in policies.iter().enumerate() {
+            let path = format!("{base}.policies[{i}]");
+            if p.value == 0 {
+                c.push(format!("{path}.value"), "must be > 0");
+            }
+            if p.kind == RatePolicyKind::Percent && p.value > 10_000 {
+                c.push(format!("{path}.value"), "a Percent policy must be <= 10000");
+            }
+            if !(1..=MAX_PERIOD_SECONDS).contains(&p.period_seconds) {
+                c.push(
+                    format!("{path}.periodSeconds"),
+                    format!(
+                        "must be in 1..={MAX_PERIOD_SECONDS}, got {}",
+                        p.period_seconds
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Whether two IPs can collide on one host (equal, or one is a wildcard).
+fn ips_overlap(a: IpAddr, b: IpAddr) -> bool {
+    a == b || a.is_unspecified() || b.is_unspecified()
+}
+
+fn clashes(listen: SocketAddr, ip: IpAddr, (first, last): (u16, u16)) -> bool {
+    ips_overlap(listen.ip(), ip) && (first..=last).contains(&listen.port())
+}
+
+/// Rules across a set of policies loaded together, as `(index of the offending
+/// policy, violation)`: unique names, disjoint port ranges, distinct listen addresses,
+/// and no listen port inside another policy's replica range. The later policy is
+/// blamed; the message names the earlier one.
+pub fn check_conflicts(policies: &[&ScalingPolicy]) -> Vec<(usize, Violation)> {
+    let mut out = Vec::new();
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, p) in policies.iter().enumerate() {
+        let name = p.metadata.name.as_str();
+        match names.get(name) {
+            Some(&j) => out.push((
+                i,
+                v(
+                    "metadata.name",
+                    format!(
+                        "name {name:?} is already used by policy #{} of this load",
+                        j + 1
+                    ),
+                ),
+            )),
+            None => {
+                names.insert(name, i);
+            }
+        }
+    }
+    let parsed: Vec<_> = policies
+        .iter()
+        .map(|p| {
+            (
+                grammar::ip_address(&p.spec.ports.host_ip).ok(),
+                grammar::port_range(&p.spec.ports.range).ok(),
+                grammar::listen_address(&p.spec.load_balancer.listen).ok(),
+            )
+        })
+        .collect();
+    for (i, (_, range_i, listen_i)) in parsed.iter().enumerate() {
+        for (j, (ip_j, range_j, listen_j)) in parsed.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            let other = &policies[j].metadata.name;
+            if j < i
+                && let (Some((a1, a2)), Some((b1, b2))) = (range_i, range_j)
+                && a1 <= b2
+                && b1 <= a2
+            {
+                out.push((
+                    i,
+                    v(
+                        "spec.ports.range",
+                        format!("overlaps the port range {b1}-{b2} of policy {other:?}"),
+                    ),
+                ));
+            }
+            if j < i
+                && let (Some(li), Some(lj)) = (listen_i, listen_j)
+                && li.port() == lj.port()
+                && ips_overlap(li.ip(), lj.ip())
+            {
+                out.push((
+                    i,
+                    v(
+                        "spec.loadBalancer.listen",
+                        format!("{li} is also the listen address of policy {other:?} ({lj})"),
+                    ),
+                ));
+            }
+            if let (Some(li), Some(ip), Some(range)) = (listen_i, ip_j, range_j)
+                && clashes(*li, *ip, *range)
+            {
+                out.push((
+                    i,
+                    v(
+                        "spec.loadBalancer.listen",
+                        format!(
+                            "port {} is inside the replica port range {}-{} of policy {other:?}",
+                            li.port(),
+                            range.0,
+                            range.1
+                        ),
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Every semantic rule over policies loaded together, positioned in their files,
+/// sorted by file, line and column.
+pub fn validate_all(policies: &[ParsedPolicy]) -> Vec<PolicyError> {
+    let mut errors = Vec::new();
+    for p in policies {
+        for violation in check_policy(&p.policy) {
+            errors.push(p.error_at(&violation.path, violation.message));
+        }
+    }
+    let refs: Vec<&ScalingPolicy> = policies.iter().map(|p| &p.policy).collect();
+    for (i, mut violation) in check_conflicts(&refs) {
+        // Name the other policy's file and line too: it may be another file.
+        if let Some(other) = violation
+            .message
+            .split('"')
+            .nth(1)
+            .and_then(|name| policies.iter().find(|q| q.policy.metadata.name == name))
+            && !std::ptr::eq(other, &policies[i])
+        {
+            violation.message = format!(
+                "{} (defined at {}:{})",
+                violation.message, other.file, other.line
+            );
+        }
+        errors.push(policies[i].error_at(&violation.path, violation.message));
+    }
+    errors.sort();
+    errors.dedup();
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::parse_documents;
+
+    const BASE: &str = "\
+apiVersion: autoscaler.dev/v1alpha1
+kind: ScalingPolicy
+metadata: {name: web}
+spec:
+  template:
+    image: demo:latest
+    containerPort: 8000
+    env: {MODE: fast}
+    resources: {cpus: 0.5, memory: 128Mi}
+  replicas: {min: 1, max: 10}
+  ports: {hostIp: 127.0.0.1, range: 8001-8079}
+  loadBalancer: {listen: 127.0.0.1:8080}
+  metrics: [{requestRate: {targetPerReplica: 10}}]
+  behavior: {}
+  drain: {timeoutSeconds: 30}
+";
+
+    fn policy(edit: &str) -> ScalingPolicy {
+        let (from, to) = edit.split_once(" => ").unwrap_or((edit, edit));
+        assert!(BASE.contains(from), "{from}");
+        let (mut ok, errs) = parse_documents(&BASE.replace(from, to), "t.yaml");
+        assert!(errs.is_empty(), "{edit}: {errs:?}");
+        ok.remove(0).policy
+    }
+
+    #[test]
+    fn base_policy_is_valid() {
+        assert_eq!(check_policy(&policy("kind")), vec![]);
+    }
+
+    #[test]
+    fn each_rule_reports_its_field() {
+        let cases = [
+            ("autoscaler.dev/v1alpha1 => v1", "apiVersion"),
+            ("kind: ScalingPolicy => kind: Pod", "kind"),
+            ("name: web => name: Web", "metadata.name"),
+            ("name: web => name: 'web;'", "metadata.name"),
+            ("demo:latest => 'demo:latest;'", "spec.template.image"),
+            (
+                "containerPort: 8000 => containerPort: 0",
+                "spec.template.containerPort",
+            ),
+            ("MODE: fast => 1MODE: fast", "spec.template.env.1MODE"),
+            ("MODE: fast => MODE: \"a\\nb\"", "spec.template.env.MODE"),
+            ("cpus: 0.5 => cpus: 2000", "spec.template.resources.cpus"),
+            ("cpus: 0.5 => cpus: -1", "spec.template.resources.cpus"),
+            ("128Mi => 1Mi", "spec.template.resources.memory"),
+            ("128Mi => lots", "spec.template.resources.memory"),
+            ("min: 1 => min: 0", "spec.replicas.min"),
+            ("min: 1, max: 10 => min: 4, max: 3", "spec.replicas.max"),
+            ("8001-8079 => 8001-8010", "spec.replicas.max"),
+            ("8001-8079 => 8079-8001", "spec.ports.range"),
+            ("8001-8079 => 0-100", "spec.ports.range"),
+            (
+                "hostIp: 127.0.0.1 => hostIp: localhost",
+                "spec.ports.hostIp",
+            ),
+            (
+                "127.0.0.1:8080 => 127.0.0.1:8005",
+                "spec.loadBalancer.listen",
+            ),
+            ("127.0.0.1:8080 => 0.0.0.0:8005", "spec.loadBalancer.listen"),
+            ("127.0.0.1:8080 => 127.0.0.1", "spec.loadBalancer.listen"),
+            (
+                "targetPerReplica: 10 => targetPerReplica: -1",
+                "spec.metrics[0].requestRate.targetPerReplica",
+            ),
+            (
+                "targetPerReplica: 10 => targetPerReplica: .inf",
+                "spec.metrics[0].requestRate.targetPerReplica",
+            ),
+            (
+                "{targetPerReplica: 10} => {path: metrics, targetPerReplica: 10}",
+                "spec.metrics[0].requestRate.path",
+            ),
+            (
+                "{targetPerReplica: 10} => {counter: a-b, targetPerReplica: 10}",
+                "spec.metrics[0].requestRate.counter",
+            ),
+            (
+                "[{requestRate: {targetPerReplica: 10}}] => []",
+                "spec.metrics",
+            ),
+            (
+                "[{requestRate: {targetPerReplica: 10}}] => [{prometheus: {url: 'http://p:9090', query: ' ', targetPerReplica: 1}}]",
+                "spec.metrics[0].prometheus.query",
+            ),
+            (
+                "[{requestRate: {targetPerReplica: 10}}] => [{prometheus: {url: 'p:9090', query: up, targetPerReplica: 1}}]",
+                "spec.metrics[0].prometheus.url",
+            ),
+            (
+                "behavior: {} => behavior: {tolerance: 1}",
+                "spec.behavior.tolerance",
+            ),
+            (
+                "behavior: {} => behavior: {tolerance: -0.1}",
+                "spec.behavior.tolerance",
+            ),
+            (
+                "behavior: {} => behavior: {scaleUp: {stabilizationWindowSeconds: 3601}}",
+                "spec.behavior.scaleUp.stabilizationWindowSeconds",
+            ),
+            (
+                "behavior: {} => behavior: {scaleDown: {policies: []}}",
+                "spec.behavior.scaleDown.policies",
+            ),
+            (
+                "behavior: {} => behavior: {scaleDown: {policies: [{type: Pods, value: 0, periodSeconds: 15}]}}",
+                "spec.behavior.scaleDown.policies[0].value",
+            ),
+            (
+                "behavior: {} => behavior: {scaleDown: {policies: [{type: Pods, value: 1, periodSeconds: 1801}]}}",
+                "spec.behavior.scaleDown.policies[0].periodSeconds",
+            ),
+            (
+                "behavior: {} => behavior: {threshold: {upperPerReplica: 5, lowerPerReplica: 5}}",
+                "spec.behavior.threshold.upperPerReplica",
+            ),
+            (
+                "behavior: {} => behavior: {threshold: {upperPerReplica: 5, lowerPerReplica: -1}}",
+                "spec.behavior.threshold.lowerPerReplica",
+            ),
+            (
+                "timeoutSeconds: 30 => timeoutSeconds: 3601",
+                "spec.drain.timeoutSeconds",
+            ),
+        ];
+        for (edit, path) in cases {
+            let found = check_policy(&policy(edit));
+            assert!(
+                found.iter().any(|v| v.path == path),
+                "{edit}: expected an error at {path}, got {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn edges_that_are_allowed() {
+        for edit in [
+            "min: 1, max: 10 => min: 3, max: 3",
+            "8001-8079 => 8001-8011",
+            "behavior: {} => behavior: {tolerance: 0}",
+            "behavior: {} => behavior: {scaleUp: {stabilizationWindowSeconds: 3600}}",
+            "behavior: {} => behavior: {scaleDown: {selectPolicy: Disabled, policies: []}}",
+            "behavior: {} => behavior: {scaleUp: {policies: [{type: Percent, value: 1, periodSeconds: 1800}]}}",
+            "timeoutSeconds: 30 => timeoutSeconds: 0",
+            "cpus: 0.5 => cpus: 1024",
+            "128Mi => 6Mi",
+            "127.0.0.1:8080 => 127.0.0.2:8005",
+            "MODE: fast => MODE: 'two words; \"quoted\"'",
+        ] {
+            assert_eq!(check_policy(&policy(edit)), vec![], "{edit}");
+        }
+    }
+
+    fn with(name: &str, range: &str, listen: &str) -> ScalingPolicy {
+        let mut p = policy("kind");
+        p.metadata.name = name.to_owned();
+        p.spec.ports.range = range.to_owned();
+        p.spec.load_balancer.listen = listen.to_owned();
+        p
+    }
+
+    #[test]
+    fn conflicts_between_policies() {
+        let a = with("a", "8001-8079", "127.0.0.1:8080");
+        let cases = [
+            (
+                with("a", "9001-9079", "127.0.0.1:9080"),
+                vec!["metadata.name"],
+            ),
+            (
+                with("b", "8070-8079", "127.0.0.1:9080"),
+                vec!["spec.ports.range"],
+            ),
+            (
+                with("b", "9001-9079", "127.0.0.1:8080"),
+                vec!["spec.loadBalancer.listen"],
+            ),
+            (
+                with("b", "9001-9079", "0.0.0.0:8080"),
+                vec!["spec.loadBalancer.listen"],
+            ),
+            (
+                with("b", "9001-9079", "127.0.0.1:8002"),
+                vec!["spec.loadBalancer.listen"],
+            ),
+            (with("b", "9001-9079", "127.0.0.2:8080"), vec![]),
+            (with("b", "8081-8090", "127.0.0.1:9080"), vec![]),
+        ];
+        for (b, expected) in cases {
+            let found = check_conflicts(&[&a, &b]);
+            let paths: Vec<&str> = found.iter().map(|(_, v)| v.path.as_str()).collect();
+            assert_eq!(
+                paths, expected,
+                "{}/{}",
+                b.spec.ports.range, b.spec.load_balancer.listen
+            );
+            assert!(found.iter().all(|(i, _)| *i == 1));
+        }
+        // The earlier policy is blamed when its listen port falls in a later range.
+        let c = with("c", "8075-8085", "127.0.0.1:9999");
+        let mut a2 = a.clone();
+        a2.spec.ports.range = "8001-8070".to_owned();
+        let found = check_conflicts(&[&a2, &c]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].0, found[0].1.path.as_str()),
+            (0, "spec.loadBalancer.listen")
+        );
+    }
+
+    #[test]
+    fn validate_all_positions_errors_in_the_source() {
+        let text = BASE.replace("min: 1, max: 10", "min: 4, max: 3");
+        let (ok, _) = parse_documents(&text, "t.yaml");
+        let errs: Vec<String> = validate_all(&ok).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errs,
+            ["t.yaml:10:27: spec.replicas.max: must be >= spec.replicas.min (4)"]
+        );
+    }
+}
