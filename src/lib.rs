@@ -9,6 +9,7 @@
 //! - [`exposition`]: Prometheus text 0.0.4 / OpenMetrics parser.
 //! - [`nginx`]: upstream set → nginx config text, deterministic and injection-proof.
 //! - [`plan`]: desired vs observed state → an ordered list of steps.
+//! - [`simulate`]: replays a request-rate trace through [`scaling`] (what-if analysis).
 //!
 //! Effectful shell:
 //! - [`loader`]: reads policy files, multi-document files and directories.
