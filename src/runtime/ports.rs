@@ -46,20 +46,25 @@ mod tests {
     }
 
     #[test]
-    fn skips_used_and_bound_ports_and_respects_range() {
+    fn empty_inverted_zero_or_fully_held_ranges_give_none() {
         let (_held, busy) = held_port();
-        // A free port right next to the held one is not guaranteed; pick within [busy, busy].
-        let cases: &[((u16, u16), &[u16], Option<u16>)] = &[
-            ((busy, busy), &[], None),
-            ((5, 4), &[], None),
-            ((0, 0), &[], None),
+        let (free_listener, free) = held_port();
+        drop(free_listener);
+        // (range, used, expected)
+        type Case = ((u16, u16), Vec<u16>, Option<u16>);
+        let cases: Vec<Case> = vec![
+            ((busy, busy), vec![], None),
+            ((5, 4), vec![], None),
+            ((0, 0), vec![], None),
+            ((free, free), vec![free], None),
+            ((free, free), vec![busy], Some(free)),
         ];
         for (range, used, want) in cases {
-            let used: BTreeSet<u16> = used.iter().copied().collect();
+            let used: BTreeSet<u16> = used.into_iter().collect();
             assert_eq!(
-                first_free_port(LOOPBACK, *range, &used),
-                *want,
-                "range {range:?}"
+                first_free_port(LOOPBACK, range, &used),
+                want,
+                "range {range:?} used {used:?}"
             );
         }
     }
