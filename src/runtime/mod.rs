@@ -109,7 +109,7 @@ pub enum RuntimeEvent {
 /// Implementations only ever see and touch containers that carry
 /// [`LABEL_MANAGED_BY`] and their own [`LABEL_INSTANCE`].
 pub trait Runtime: Send + Sync {
-    /// Every container carrying managed-by=autoscaler AND instance=<this instance> (running or not).
+    /// Every container carrying `managed-by=autoscaler` AND `instance=<this instance>` (running or not).
     fn list(&self) -> impl Future<Output = Result<Vec<Replica>, RuntimeError>> + Send;
 
     /// Create and start a replica with all labels and the host port binding.
