@@ -612,7 +612,8 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 name: r.name.clone(),
                 host_port: r.host_port,
                 template_hash: r.template_hash.clone(),
-                running: r.running,
+                // A replica whose port cannot be read is unroutable: replace it.
+                running: r.running && r.host_port != 0,
                 ready: *ready,
                 age_seconds: age_seconds(r, now),
             })
