@@ -10,9 +10,9 @@
 //! ```
 //!
 //! The master daemonizes (its own session, stdio detached) so it outlives the operator.
-//! A reload is SIGHUP followed by a wait until the new workers exist (success) or the
-//! error log shows an `[emerg]` line (failure: the master keeps the old config, and the
-//! file is put back). All operations of one instance serialize on a mutex, so at most one
+//! A reload is SIGHUP followed by a wait until the new workers exist and the old ones are
+//! shutting down (success) or the error log shows an `[emerg]` line (failure: the master
+//! keeps the old config, and the file is put back). All operations of one instance serialize on a mutex, so at most one
 //! reload is in flight.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -218,8 +218,12 @@ impl ManagedNginx {
                 Some(line) if last_growth.elapsed() >= EMERG_SETTLE => return Err(line.clone()),
                 Some(_) => {}
                 None => {
-                    let fresh = process::active_workers(pid).difference(&before).count();
-                    if fresh >= self.worker_processes as usize {
+                    // Done when the new workers run and every old one has begun its
+                    // graceful shutdown (no longer accepting, idle connections closed).
+                    let active = process::active_workers(pid);
+                    let fresh = active.difference(&before).count();
+                    let old_left = active.intersection(&before).count();
+                    if fresh >= self.worker_processes as usize && old_left == 0 {
                         tracing::info!(pid, elapsed = ?started.elapsed(), "nginx reloaded");
                         return Ok(());
                     }
@@ -332,10 +336,11 @@ impl LoadBalancer for ManagedNginx {
         };
         tracing::warn!(pid, %detail, "nginx reload failed, restoring the previous config");
         restore(&config, previous.as_deref()).await?;
-        if previous.is_some() && self.master_pid().await?.is_none() {
-            if let Err(e) = self.start_locked().await {
-                tracing::error!(error = %e, "restarting nginx on the previous config failed");
-            }
+        if previous.is_some()
+            && self.master_pid().await?.is_none()
+            && let Err(e) = self.start_locked().await
+        {
+            tracing::error!(error = %e, "restarting nginx on the previous config failed");
         }
         Err(LbError::Reload {
             prefix: self.prefix.clone(),
