@@ -10,7 +10,9 @@ use autoscaler::lb::{ApplyOutcome, LbError, LoadBalancer, ManagedNginx};
 use autoscaler::nginx::Upstream;
 use autoscaler::policy::Algorithm;
 use hyper::StatusCode;
-use lb_support::{Backend, Client, KeepAliveClient, NginxDir, nginx_bin, nginx_processes_mentioning, workers};
+use lb_support::{
+    Backend, Client, KeepAliveClient, NginxDir, nginx_bin, nginx_processes_mentioning, workers,
+};
 
 fn upstream(policy: &str, listen: u16, servers: &[SocketAddr]) -> Upstream {
     Upstream {
@@ -67,14 +69,27 @@ async fn serves_both_backends_then_skips_identical_apply_then_reloads_to_new_set
     assert_eq!(lb.apply(&first).await.unwrap(), ApplyOutcome::Unchanged);
     assert_eq!(mtime(&lb.config_path()), mtime_before);
     assert_eq!(workers(master), workers_before);
-    assert_eq!(lb.current().await.unwrap(), Some(lb.render(&first).unwrap()));
+    assert_eq!(
+        lb.current().await.unwrap(),
+        Some(lb.render(&first).unwrap())
+    );
 
     let second = [upstream("web", 18400, &[c.addr])];
     assert_eq!(lb.apply(&second).await.unwrap(), ApplyOutcome::Reloaded);
-    assert_eq!(lb.master_pid().await.unwrap(), Some(master), "reload keeps the master");
-    assert!(workers(master).difference(&workers_before).count() >= 2, "new workers");
+    assert_eq!(
+        lb.master_pid().await.unwrap(),
+        Some(master),
+        "reload keeps the master"
+    );
+    assert!(
+        workers(master).difference(&workers_before).count() >= 2,
+        "new workers"
+    );
     // The reload has taken effect when apply returns: no request reaches the old set.
-    assert_eq!(bodies(&mut client, 20).await, BTreeSet::from(["c".to_owned()]));
+    assert_eq!(
+        bodies(&mut client, 20).await,
+        BTreeSet::from(["c".to_owned()])
+    );
 
     lb.stop().await.unwrap();
 }
@@ -102,8 +117,14 @@ async fn reload_onto_a_taken_port_rolls_back_and_keeps_serving() {
     assert!(matches!(err, LbError::Reload { .. }), "{err}");
     assert!(err.to_string().contains("18419"), "{err}");
     eprintln!("failed reload detected in {:?}", started.elapsed());
-    assert_eq!(lb.current().await.unwrap().as_deref(), Some(good_text.as_str()));
-    assert_eq!(bodies(&mut client, 10).await, BTreeSet::from(["a".to_owned()]));
+    assert_eq!(
+        lb.current().await.unwrap().as_deref(),
+        Some(good_text.as_str())
+    );
+    assert_eq!(
+        bodies(&mut client, 10).await,
+        BTreeSet::from(["a".to_owned()])
+    );
 
     // The next apply of the good set is a no-op: the file really is the old one.
     assert_eq!(lb.apply(&good).await.unwrap(), ApplyOutcome::Unchanged);
@@ -116,20 +137,36 @@ async fn second_manager_adopts_the_master_and_stop_leaves_no_process() {
         return;
     }
     let dir = NginxDir::new("adopt");
-    let (a, b) = (Backend::start(18421, "a").await, Backend::start(18422, "b").await);
+    let (a, b) = (
+        Backend::start(18421, "a").await,
+        Backend::start(18422, "b").await,
+    );
     let first = manager(&dir);
-    first.apply(&[upstream("web", 18420, &[a.addr])]).await.unwrap();
+    first
+        .apply(&[upstream("web", 18420, &[a.addr])])
+        .await
+        .unwrap();
     first.ensure_running().await.unwrap();
     let pid = first.master_pid().await.unwrap().unwrap();
     drop(first); // the operator goes away; the master must not
 
     let second = manager(&dir);
     second.ensure_running().await.unwrap();
-    assert_eq!(second.master_pid().await.unwrap(), Some(pid), "adopted, not restarted");
-    let outcome = second.apply(&[upstream("web", 18420, &[b.addr])]).await.unwrap();
+    assert_eq!(
+        second.master_pid().await.unwrap(),
+        Some(pid),
+        "adopted, not restarted"
+    );
+    let outcome = second
+        .apply(&[upstream("web", 18420, &[b.addr])])
+        .await
+        .unwrap();
     assert_eq!(outcome, ApplyOutcome::Reloaded);
     let mut client = KeepAliveClient::new("127.0.0.1:18420".parse().unwrap());
-    assert_eq!(bodies(&mut client, 5).await, BTreeSet::from(["b".to_owned()]));
+    assert_eq!(
+        bodies(&mut client, 5).await,
+        BTreeSet::from(["b".to_owned()])
+    );
 
     let prefix = second.prefix().to_string_lossy().into_owned();
     second.stop().await.unwrap();
@@ -173,7 +210,10 @@ async fn reload_storm_under_keepalive_load_fails_no_request() {
         return;
     }
     let dir = NginxDir::new("storm");
-    let (a, b) = (Backend::start(18441, "a").await, Backend::start(18442, "b").await);
+    let (a, b) = (
+        Backend::start(18441, "a").await,
+        Backend::start(18442, "b").await,
+    );
     let lb = manager(&dir);
     let sets = [vec![a.addr, b.addr], vec![a.addr], vec![b.addr]];
     lb.apply(&[upstream("web", 18440, &sets[0])]).await.unwrap();
@@ -186,7 +226,10 @@ async fn reload_storm_under_keepalive_load_fails_no_request() {
             let mut client = KeepAliveClient::new("127.0.0.1:18440".parse().unwrap());
             let (mut ok, mut failed) = (0u32, Vec::new());
             let deadline = Instant::now() + Duration::from_secs(30);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline && ok < 100_000 {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && Instant::now() < deadline
+                && ok < 100_000
+            {
                 match client.get().await {
                     Ok((StatusCode::OK, _)) => ok += 1,
                     other => failed.push(format!("{other:?}")),
@@ -198,7 +241,10 @@ async fn reload_storm_under_keepalive_load_fails_no_request() {
     let started = Instant::now();
     let mut reloads = 0;
     for i in 1..=20 {
-        let outcome = lb.apply(&[upstream("web", 18440, &sets[i % 3])]).await.unwrap();
+        let outcome = lb
+            .apply(&[upstream("web", 18440, &sets[i % 3])])
+            .await
+            .unwrap();
         assert_eq!(outcome, ApplyOutcome::Reloaded);
         reloads += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;

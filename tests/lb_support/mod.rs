@@ -65,7 +65,9 @@ impl Drop for NginxDir {
         let mut dirs = vec![self.dir.path().to_owned()];
         let mut pid_files = Vec::new();
         while let Some(dir) = dirs.pop() {
-            let depth = dir.strip_prefix(self.dir.path()).map_or(0, |p| p.components().count());
+            let depth = dir
+                .strip_prefix(self.dir.path())
+                .map_or(0, |p| p.components().count());
             for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                 let path = entry.path();
                 if path.is_dir() && depth == 0 {
@@ -124,7 +126,11 @@ pub fn is_alive(pid: i32) -> bool {
 
 fn ppid(pid: i32) -> Option<i32> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    s[s.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+    s[s.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Live children of `pid`.
@@ -149,7 +155,9 @@ pub fn nginx_processes_mentioning(needle: &str) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| is_alive(*p) && cmdline(*p).starts_with("nginx:") && cmdline(*p).contains(needle))
+        .filter(|p| {
+            is_alive(*p) && cmdline(*p).starts_with("nginx:") && cmdline(*p).contains(needle)
+        })
         .collect()
 }
 
@@ -214,7 +222,12 @@ impl Client {
     }
 
     /// Polls `url` until `accept(body)` holds for a 200, for at most `patience`.
-    pub async fn wait_for(&self, url: &str, patience: Duration, accept: impl Fn(&str) -> bool) -> bool {
+    pub async fn wait_for(
+        &self,
+        url: &str,
+        patience: Duration,
+        accept: impl Fn(&str) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + patience;
         while Instant::now() < deadline {
             if let Ok((StatusCode::OK, body)) = self.get(url).await
@@ -245,11 +258,19 @@ pub struct KeepAliveClient {
 
 impl KeepAliveClient {
     pub fn new(addr: SocketAddr) -> Self {
-        Self { addr, sender: None, served: 0, connections: 0, retried: 0 }
+        Self {
+            addr,
+            sender: None,
+            served: 0,
+            connections: 0,
+            retried: 0,
+        }
     }
 
     async fn connect(&mut self) -> Result<(), String> {
-        let stream = tokio::net::TcpStream::connect(self.addr).await.map_err(|e| e.to_string())?;
+        let stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
@@ -277,7 +298,12 @@ impl KeepAliveClient {
             .map_err(|_| "timeout".to_owned())?
             .map_err(|e| e.to_string())?;
         let status = response.status();
-        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
         self.served += 1;
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
