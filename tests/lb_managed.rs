@@ -262,3 +262,90 @@ async fn reload_storm_under_keepalive_load_fails_no_request() {
     assert!(ok > 100, "load actually ran: {ok}");
     lb.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_killed_hard_is_restarted_past_its_orphan_workers() {
+    if nginx_bin().is_none() {
+        return;
+    }
+    let dir = NginxDir::new("killed");
+    let a = Backend::start(18451, "a").await;
+    let lb = manager(&dir);
+    lb.apply(&[upstream("web", 18450, &[a.addr])])
+        .await
+        .unwrap();
+    lb.ensure_running().await.unwrap();
+    let old = lb.master_pid().await.unwrap().unwrap();
+    let old_workers = workers(old);
+    assert_eq!(old_workers.len(), 2, "ensure_running waits for the workers");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while lb_support::is_alive(old) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        lb.master_pid().await.unwrap(),
+        None,
+        "a dead master is not adopted"
+    );
+    let orphans = old_workers
+        .iter()
+        .filter(|w| lb_support::is_alive(**w))
+        .count();
+    eprintln!("{orphans} orphan workers hold the listen socket after SIGKILL of the master");
+
+    lb.ensure_running().await.unwrap();
+    let new = lb.master_pid().await.unwrap().unwrap();
+    assert_ne!(new, old);
+    assert!(
+        old_workers.iter().all(|w| !lb_support::is_alive(*w)),
+        "orphans ended"
+    );
+    let mut client = KeepAliveClient::new("127.0.0.1:18450".parse().unwrap());
+    assert_eq!(
+        bodies(&mut client, 5).await,
+        BTreeSet::from(["a".to_owned()])
+    );
+    lb.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_applies_serialize_and_the_last_one_wins() {
+    if nginx_bin().is_none() {
+        return;
+    }
+    let dir = NginxDir::new("concurrent");
+    let (a, b) = (
+        Backend::start(18461, "a").await,
+        Backend::start(18462, "b").await,
+    );
+    let lb = manager(&dir);
+    lb.apply(&[upstream("web", 18460, &[a.addr, b.addr])])
+        .await
+        .unwrap();
+    lb.ensure_running().await.unwrap();
+    let only_a = [upstream("web", 18460, &[a.addr])];
+    let only_b = [upstream("web", 18460, &[b.addr])];
+    let (ra, rb) = tokio::join!(lb.apply(&only_a), lb.apply(&only_b));
+    assert_eq!(
+        (ra.unwrap(), rb.unwrap()),
+        (ApplyOutcome::Reloaded, ApplyOutcome::Reloaded)
+    );
+    let current = lb.current().await.unwrap().unwrap();
+    let winner = autoscaler::nginx::parse_upstreams(&current)["web"].clone();
+    assert!(
+        winner == vec![a.addr] || winner == vec![b.addr],
+        "{winner:?}"
+    );
+    let tag = if winner == vec![a.addr] { "a" } else { "b" };
+    let mut client = KeepAliveClient::new("127.0.0.1:18460".parse().unwrap());
+    assert_eq!(
+        bodies(&mut client, 10).await,
+        BTreeSet::from([tag.to_owned()])
+    );
+    lb.stop().await.unwrap();
+}

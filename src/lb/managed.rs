@@ -135,6 +135,7 @@ impl ManagedNginx {
             detail,
         };
         remove_quietly(&self.pid_path()).await;
+        self.reap_orphans().await?;
         let start_log = self.prefix.join("start.log");
         let stderr = std::fs::File::create(&start_log).map_err(|source| LbError::Write {
             path: start_log.clone(),
@@ -175,20 +176,47 @@ impl ManagedNginx {
             let output = std::fs::read_to_string(&start_log).unwrap_or_default();
             return Err(start_error(format!("{status}: {}", output.trim())));
         }
-        // The daemon writes its pid file just after the launcher exits.
+        // The daemon writes its pid file just after the launcher exits, then forks workers.
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            if let Some(pid) = self.master_pid().await? {
+            if let Some(pid) = self.master_pid().await?
+                && process::active_workers(pid).len() >= self.worker_processes as usize
+            {
                 tracing::info!(pid, prefix = %self.prefix.display(), "nginx master started");
                 return Ok(pid);
             }
             if Instant::now() > deadline {
                 return Err(start_error(
-                    "no live master in the pid file 5 s after start".into(),
+                    "no live master with its workers 5 s after start".into(),
                 ));
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// Ends workers left behind by a master that was killed (they hold the listen sockets).
+    async fn reap_orphans(&self) -> Result<(), LbError> {
+        let orphans = process::orphans_in(&self.prefix);
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(?orphans, prefix = %self.prefix.display(), "ending nginx workers whose master is gone");
+        for (signal, patience) in [
+            (Signal::SIGQUIT, Duration::from_secs(5)),
+            (Signal::SIGKILL, Duration::from_secs(2)),
+        ] {
+            for pid in &orphans {
+                process::send(*pid, signal)?;
+            }
+            let mut all_gone = true;
+            for pid in &orphans {
+                all_gone &= wait_gone(*pid, patience).await;
+            }
+            if all_gone {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// SIGHUPs `pid` and waits until new workers run (Ok) or the reload failed (Err with why).

@@ -71,3 +71,32 @@ pub(crate) fn send(pid: i32, signal: Signal) -> Result<(), LbError> {
         Err(source) => Err(LbError::Signal { pid, source }),
     }
 }
+
+/// nginx processes without a master that hold a file under `prefix` open.
+///
+/// When a master is killed with SIGKILL its workers live on, still holding the listen
+/// sockets (and the prefix's error log, which is how they are recognised): a new master
+/// could not bind until they are gone.
+pub(crate) fn orphans_in(prefix: &Path) -> BTreeSet<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return BTreeSet::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            is_alive(*pid)
+                && cmdline(*pid).is_some_and(|t| t.starts_with("nginx:") && !t.contains("master"))
+                && holds_file_under(*pid, prefix)
+        })
+        .collect()
+}
+
+/// True when one of `pid`'s open file descriptors points under `prefix`.
+fn holds_file_under(pid: i32, prefix: &Path) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| target.starts_with(prefix))
+}

@@ -168,7 +168,7 @@ pub fn render_managed(
             value: settings.worker_processes,
         });
     }
-    let snippet = render_snippet(upstreams)?;
+    let snippet = render_upstreams(upstreams, false)?;
     let ctx = minijinja::context! {
         prefix => prefix,
         worker_processes => settings.worker_processes,
@@ -183,11 +183,17 @@ pub fn render_managed(
 ///
 /// A [`RenderError`] when any value fails validation (see the module docs).
 pub fn render_snippet(upstreams: &[Upstream]) -> Result<String, RenderError> {
+    render_upstreams(upstreams, true)
+}
+
+/// The upstream template; `standalone` adds the header for a file people include.
+fn render_upstreams(upstreams: &[Upstream], standalone: bool) -> Result<String, RenderError> {
     let views = normalize(upstreams)?;
+    let values: Vec<minijinja::Value> = views.into_iter().map(UpstreamView::into_value).collect();
     render_template(
         "upstream.conf.j2",
         SNIPPET_TEMPLATE,
-        minijinja::context! { upstreams => views.into_iter().map(UpstreamView::into_value).collect::<Vec<_>>() },
+        minijinja::context! { upstreams => values, standalone => standalone },
     )
 }
 

@@ -85,6 +85,10 @@ impl Drop for NginxDir {
                 kill_master(pid);
             }
         }
+        // Workers whose master was killed: recognised by a file of ours they hold open.
+        for pid in nginx_holding_files_under(self.dir.path()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
     }
 }
 
@@ -147,6 +151,23 @@ pub fn workers(master: i32) -> BTreeSet<i32> {
     children(master)
         .into_iter()
         .filter(|c| cmdline(*c).starts_with("nginx: worker"))
+        .collect()
+}
+
+/// Live nginx processes holding a file under `dir` open.
+pub fn nginx_holding_files_under(dir: &Path) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| is_alive(*p) && cmdline(*p).starts_with("nginx:"))
+        .filter(|p| {
+            std::fs::read_dir(format!("/proc/{p}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .any(|target| target.starts_with(dir))
+        })
         .collect()
 }
 
