@@ -242,8 +242,11 @@ impl ManagedNginx {
                     emerg = first_emerg(&log, offset);
                 }
             }
+            // nginx's last word on a failed bind; otherwise wait for the log to settle.
+            let settled = last_growth.elapsed() >= EMERG_SETTLE
+                || tail_contains(&log, offset, "still could not bind");
             match &emerg {
-                Some(line) if last_growth.elapsed() >= EMERG_SETTLE => return Err(line.clone()),
+                Some(line) if settled => return Err(line.clone()),
                 Some(_) => {}
                 None => {
                     // Done when the new workers run and every old one has begun its
@@ -310,15 +313,31 @@ async fn wait_gone(pid: i32, patience: Duration) -> bool {
     true
 }
 
+/// What was written to `log` after `offset` (empty when unreadable).
+fn log_since(log: &Path, offset: u64) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = std::fs::File::open(log)
+        && file.seek(SeekFrom::Start(offset)).is_ok()
+    {
+        let mut bytes = Vec::new();
+        if file.read_to_end(&mut bytes).is_ok() {
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+    }
+    text
+}
+
 /// The first `[emerg]` line written to `log` after `offset`.
 fn first_emerg(log: &Path, offset: u64) -> Option<String> {
-    let mut file = std::fs::File::open(log).ok()?;
-    file.seek(SeekFrom::Start(offset)).ok()?;
-    let mut text = String::new();
-    file.read_to_string(&mut text).ok()?;
-    text.lines()
+    log_since(log, offset)
+        .lines()
         .find(|l| l.contains("[emerg]"))
         .map(str::to_owned)
+}
+
+/// True when `needle` was written to `log` after `offset`.
+fn tail_contains(log: &Path, offset: u64, needle: &str) -> bool {
+    log_since(log, offset).contains(needle)
 }
 
 impl LoadBalancer for ManagedNginx {

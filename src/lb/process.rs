@@ -10,7 +10,11 @@ use super::LbError;
 
 /// The `(state, ppid)` fields of `/proc/PID/stat`, `None` when the process is gone.
 fn stat(pid: i32) -> Option<(char, i32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The `(state, ppid)` fields of a `/proc/PID/stat` line.
+fn parse_stat(text: &str) -> Option<(char, i32)> {
     // The command name is in parentheses and may contain spaces: parse after the last ')'.
     let rest = &text[text.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
@@ -99,4 +103,24 @@ fn holds_file_under(pid: i32, prefix: &Path) -> bool {
     fds.flatten()
         .filter_map(|fd| std::fs::read_link(fd.path()).ok())
         .any(|target| target.starts_with(prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_stat;
+
+    #[test]
+    fn stat_parsing_survives_odd_command_names() {
+        let cases = [
+            ("123 (nginx) S 1 123 123 0 -1", Some(('S', 1))),
+            ("9 (a) b) (c) Z 42 9 9", Some(('Z', 42))),
+            ("9 (name with spaces) R 7 9", Some(('R', 7))),
+            ("9 (truncated", None),
+            ("9 (x) S notanumber", None),
+            ("", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse_stat(line), want, "{line:?}");
+        }
+    }
 }
