@@ -1,0 +1,54 @@
+//! Reads the per-policy server sets back out of config text that rendering produced.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use super::UPSTREAM_PREFIX;
+
+/// Reads back the server set per policy from text `render_*` produced (the plan's "live upstream").
+///
+/// Only `upstream autoscaler_<policy> {` blocks count; `down` placeholders are skipped,
+/// so a policy with no ready replica maps to an empty list. Servers come back sorted
+/// and deduplicated. Lines it does not understand are ignored: the input is our own
+/// output, and the plan re-renders from its own view anyway.
+pub fn parse_upstreams(config: &str) -> BTreeMap<String, Vec<SocketAddr>> {
+    let mut out: BTreeMap<String, Vec<SocketAddr>> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in config.lines() {
+        let line = line.trim();
+        if let Some(policy) = &current {
+            if line == "}" {
+                current = None;
+            } else if let Some(addr) = server_addr(line) {
+                out.entry(policy.clone()).or_default().push(addr);
+            }
+        } else if let Some(policy) = upstream_open(line) {
+            out.entry(policy.to_owned()).or_default();
+            current = Some(policy.to_owned());
+        }
+    }
+    for servers in out.values_mut() {
+        servers.sort();
+        servers.dedup();
+    }
+    out
+}
+
+/// The policy of an `upstream autoscaler_<policy> {` line.
+fn upstream_open(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("upstream")?;
+    let rest = rest.strip_suffix('{')?.trim();
+    let policy = rest.strip_prefix(UPSTREAM_PREFIX)?;
+    (!policy.is_empty() && !policy.contains(char::is_whitespace)).then_some(policy)
+}
+
+/// The address of a `server ADDR ...;` line inside an upstream, unless marked `down`.
+fn server_addr(line: &str) -> Option<SocketAddr> {
+    let body = line.strip_prefix("server")?.strip_suffix(';')?;
+    let mut words = body.split_whitespace();
+    let addr = words.next()?.parse().ok()?;
+    if words.any(|w| w == "down") {
+        return None;
+    }
+    Some(addr)
+}
