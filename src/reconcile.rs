@@ -618,7 +618,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 age_seconds: age_seconds(r, now),
             })
             .collect();
-        let live_ports = {
+        let live_ports: Vec<u16> = {
             let table = self.upstreams.lock().await;
             table
                 .get(&policy.metadata.name)
@@ -665,7 +665,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 .iter()
                 .map(|m| MetricValue {
                     name: m.name.clone(),
-                    value: m.value,
+                    value: m.per_replica,
                     target: m.target,
                 })
                 .collect();

@@ -61,7 +61,7 @@ fn render(dir: &StateDir, json: bool) -> Result<String, crate::state::StateError
 /// The status table (also used by the quickstart script).
 pub fn table(state: &State, events: &[Event]) -> String {
     let mut table = Table::new();
-    table.load_style(comfy_table::TableComponent::HeaderLines, '-');
+    table.load_style(comfy_table::presets::ASCII_BORDERS_ONLY_CONDENSED);
     table.set_header(vec![
         "POLICY", "DESIRED", "CURRENT", "READY", "METRIC / TARGET", "CONDITIONS", "LAST EVENT",
     ]);
