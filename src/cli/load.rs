@@ -6,10 +6,17 @@ use std::time::Duration;
 
 use crate::load::{self, LoadConfig, Mode, Profile};
 
-/// Arguments of `autoscaler load`.
+/// Arguments of `autoscaler load` (boxed so the subcommand enum stays small).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    inner: Box<LoadArgs>,
+}
+
+/// The flags of `autoscaler load`.
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("shape").required(true).args(["rps", "profile", "ramp", "trace", "concurrency"]))]
-pub struct Args {
+pub struct LoadArgs {
     /// Target URL (http only), e.g. http://127.0.0.1:8080/.
     #[arg(long)]
     pub url: String,
@@ -53,7 +60,7 @@ pub struct Args {
 
 /// Runs the subcommand: 0 done, 1 error rate exceeded, 2 bad arguments or could not start.
 pub fn run(args: Args) -> ExitCode {
-    match run_inner(args) {
+    match run_inner(*args.inner) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("autoscaler load: {err:#}");
@@ -62,7 +69,7 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn profile(args: &Args) -> anyhow::Result<Mode> {
+fn profile(args: &LoadArgs) -> anyhow::Result<Mode> {
     Ok(
         match (
             &args.rps,
@@ -84,7 +91,7 @@ fn profile(args: &Args) -> anyhow::Result<Mode> {
     )
 }
 
-fn run_inner(args: Args) -> anyhow::Result<ExitCode> {
+fn run_inner(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if let Some(rate) = args.max_error_rate
         && !(0.0..=1.0).contains(&rate)
     {

@@ -172,8 +172,9 @@ pub async fn run(config: LoadConfig, shutdown: impl Future) -> Result<LoadReport
         }
     };
     let elapsed = start.elapsed();
-    if let Some(progress) = progress {
-        progress.abort();
+    if let Some((stop, task)) = progress {
+        let _ = stop.send(());
+        let _ = task.await;
     }
     let report = match recorder.lock() {
         Ok(r) => r.report(mode, send_window, elapsed),
@@ -354,8 +355,16 @@ async fn drain(mut tasks: JoinSet<()>, timeout: Duration) {
     }
 }
 
-fn spawn_progress(recorder: Arc<Mutex<Recorder>>, start: Instant) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Draws the live progress line on a terminal until told to stop, then clears it.
+fn spawn_progress(
+    recorder: Arc<Mutex<Recorder>>,
+    start: Instant,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop_tx, mut stop) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
         if !std::io::stderr().is_terminal() {
             return;
         }
@@ -363,7 +372,13 @@ fn spawn_progress(recorder: Arc<Mutex<Recorder>>, start: Instant) -> tokio::task
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut last = (0u64, start);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut stop => {
+                    bar.finish_and_clear();
+                    return;
+                }
+            }
             let snap = with(&recorder, |r| r.snapshot());
             let now = Instant::now();
             let dt = now.duration_since(last.1).as_secs_f64();
@@ -384,5 +399,6 @@ fn spawn_progress(recorder: Arc<Mutex<Recorder>>, start: Instant) -> tokio::task
             ));
             bar.tick();
         }
-    })
+    });
+    (stop_tx, task)
 }
