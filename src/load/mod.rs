@@ -321,10 +321,11 @@ async fn run_closed(
                     return;
                 }
                 let second = second_of(start, now);
-                with(&recorder, |r| r.sent(second));
                 let attempted = client.get().await;
                 let latency = now.elapsed();
+                // One lock per request: a worker's request always finishes (timeout-bounded).
                 with(&recorder, |r| {
+                    r.sent(second);
                     r.finished(second, attempted.outcome, latency, attempted.retried)
                 });
             }
