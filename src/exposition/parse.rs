@@ -107,8 +107,11 @@ impl Builder {
     }
 
     fn declared_family_of(&self, sample_name: &str) -> Option<usize> {
-        let candidates = std::iter::once(sample_name)
-            .chain(super::ALL_SUFFIXES.iter().filter_map(|s| sample_name.strip_suffix(s)));
+        let candidates = std::iter::once(sample_name).chain(
+            super::ALL_SUFFIXES
+                .iter()
+                .filter_map(|s| sample_name.strip_suffix(s)),
+        );
         candidates
             .filter_map(|base| self.index.get(base).copied())
             .find(|&i| self.families[i].accepts(sample_name))
@@ -218,7 +221,9 @@ fn parse_sample(line: &str, line_no: usize, format: Format) -> Result<Sample, Pa
         detail: "missing".to_string(),
     })?;
 
-    let mut tokens = line[cursor.pos..].split([' ', '\t']).filter(|t| !t.is_empty());
+    let mut tokens = line[cursor.pos..]
+        .split([' ', '\t'])
+        .filter(|t| !t.is_empty());
     let value_text = tokens.next().unwrap_or_default();
     let value = parse_float(value_text).ok_or_else(|| ParseError::ParseValue {
         line: line_no,
@@ -226,16 +231,17 @@ fn parse_sample(line: &str, line_no: usize, format: Format) -> Result<Sample, Pa
     })?;
     let mut timestamp = None;
     if let Some(token) = tokens.next().filter(|t| *t != "#") {
-        timestamp = Some(parse_timestamp(token, format).ok_or_else(|| {
-            ParseError::ParseTimestamp {
-                line: line_no,
-                text: token.to_string(),
-                expected: match format {
-                    Format::Text004 => "integer milliseconds",
-                    Format::OpenMetrics => "float seconds",
-                },
-            }
-        })?);
+        timestamp =
+            Some(
+                parse_timestamp(token, format).ok_or_else(|| ParseError::ParseTimestamp {
+                    line: line_no,
+                    text: token.to_string(),
+                    expected: match format {
+                        Format::Text004 => "integer milliseconds",
+                        Format::OpenMetrics => "float seconds",
+                    },
+                })?,
+            );
         if let Some(extra) = tokens.next().filter(|t| *t != "#") {
             return Err(ParseError::ParseTrailingText {
                 line: line_no,

@@ -20,13 +20,19 @@ fn only_sample(text: &str) -> Sample {
 fn label_values_are_unescaped_and_quote_aware() {
     let cases: &[(&str, &[(&str, &str)])] = &[
         (r#"m{a="b"} 1"#, &[("a", "b")]),
-        (r#"m{path="/say \"hi\", ok=1"} 1"#, &[("path", r#"/say "hi", ok=1"#)]),
+        (
+            r#"m{path="/say \"hi\", ok=1"} 1"#,
+            &[("path", r#"/say "hi", ok=1"#)],
+        ),
         (r#"m{a="x}y"} 1"#, &[("a", "x}y")]),
         (r#"m{a="back\\slash"} 1"#, &[("a", r"back\slash")]),
         (r#"m{a="line\nbreak"} 1"#, &[("a", "line\nbreak")]),
         (r#"m{a="unknown\tescape"} 1"#, &[("a", r"unknown\tescape")]),
         (r#"m{a="ends with \\"} 1"#, &[("a", r"ends with \")]),
-        (r##"m{a="# not a comment", b="="} 1"##, &[("a", "# not a comment"), ("b", "=")]),
+        (
+            r##"m{a="# not a comment", b="="} 1"##,
+            &[("a", "# not a comment"), ("b", "=")],
+        ),
         (r#"m{a="ünïcödé ✓"} 1"#, &[("a", "ünïcödé ✓")]),
         (r#"m{a=""} 1"#, &[("a", "")]),
         (r#"m{ a = "b" , c="d", } 1"#, &[("a", "b"), ("c", "d")]),
@@ -59,7 +65,10 @@ fn values_cover_special_floats_and_go_forms() {
 #[test]
 fn timestamps_are_seconds_in_both_formats() {
     let text = parse("m 1 1700000000123\n").unwrap();
-    assert_eq!(text.families[0].samples[0].timestamp, Some(1_700_000_000.123));
+    assert_eq!(
+        text.families[0].samples[0].timestamp,
+        Some(1_700_000_000.123)
+    );
     let om = parse("# TYPE m gauge\nm 1 1700000000.5\n# EOF\n").unwrap();
     assert_eq!(om.format, Format::OpenMetrics);
     assert_eq!(om.families[0].samples[0].timestamp, Some(1_700_000_000.5));
@@ -189,7 +198,11 @@ g_gsum 1
         ("g_gsum", "g", Some(1.0)),
     ];
     for (name, family, sum) in cases {
-        assert_eq!(exp.family(name).map(|f| f.name.as_str()), Some(*family), "{name}");
+        assert_eq!(
+            exp.family(name).map(|f| f.name.as_str()),
+            Some(*family),
+            "{name}"
+        );
         assert_eq!(exp.sum(name), *sum, "{name}");
     }
 }
@@ -217,7 +230,10 @@ fn undeclared_samples_become_untyped_families() {
 fn format_follows_content_type() {
     let cases = [
         ("text/plain; version=0.0.4; charset=utf-8", Format::Text004),
-        ("application/openmetrics-text; version=1.0.0; charset=utf-8", Format::OpenMetrics),
+        (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::OpenMetrics,
+        ),
         ("Application/OpenMetrics-Text", Format::OpenMetrics),
         ("", Format::Text004),
     ];
