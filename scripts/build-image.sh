@@ -42,6 +42,10 @@ context="$(mktemp -d "${TMPDIR:-/tmp}/autoscaler-image.XXXXXX")"
 trap 'rm -rf "$context"' EXIT
 cp "$repo/Dockerfile" "$context/Dockerfile"
 cp "$bin_dir/demo-backend" "$bin_dir/autoscaler" "$context/"
+# The release profile keeps line tables for backtraces; the image does not need them.
+if command -v strip >/dev/null 2>&1; then
+  strip --strip-debug "$context/demo-backend" "$context/autoscaler"
+fi
 
 echo "build-image.sh: docker build -t $tag" >&2
 docker build --quiet -t "$tag" "$context" >/dev/null
