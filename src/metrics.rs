@@ -157,8 +157,8 @@ struct QueryResponse {
 enum QueryData {
     Scalar((f64, String)),
     Vector(Vec<VectorSample>),
-    Matrix(serde_json::Value),
-    String(serde_json::Value),
+    Matrix(serde::de::IgnoredAny),
+    String(serde::de::IgnoredAny),
 }
 
 #[derive(Debug, Deserialize)]

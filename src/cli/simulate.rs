@@ -109,20 +109,14 @@ fn print(text: &str) -> anyhow::Result<()> {
 }
 
 /// Reads one policy. Private stand-in until the loader lands (then: `loader::load_path`).
+/// Loads a policy file with the same validation as `validate` (each file on its own:
+/// compared policies may share ports). A multi-document file contributes its first policy.
 fn read_policy(path: &Path) -> anyhow::Result<ScalingPolicy> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading policy {}", path.display()))?;
-    let policy = serde_saphyr::from_str::<ScalingPolicy>(&text)
-        .with_context(|| format!("parsing policy {}", path.display()))?;
-    if policy.spec.replicas.min > policy.spec.replicas.max {
-        bail!(
-            "{}: spec.replicas.min {} > max {}",
-            path.display(),
-            policy.spec.replicas.min,
-            policy.spec.replicas.max
-        );
+    let mut loaded = crate::loader::load_path(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if loaded.is_empty() {
+        bail!("{}: no ScalingPolicy in the file", path.display());
     }
-    Ok(policy)
+    Ok(loaded.swap_remove(0).policy)
 }
 
 fn file_name(path: &Path) -> String {
