@@ -189,25 +189,21 @@ pub fn plan(desired: &Desired, observed: &[ObservedReplica], live_upstream: &[u1
         .map(|r| r.host_port)
         .collect();
     builder.set_upstream(ready_survivors);
-    for r in &dead {
-        let reason = if r.running {
-            format!(
-                "never became ready in {}s",
-                desired.readiness_timeout_seconds
-            )
-        } else {
-            "not running".to_owned()
-        };
-        builder.push(Step::Remove {
-            id: r.id.clone(),
-            name: r.name.clone(),
-            reason,
-        });
-    }
+    // Grouped by kind (all drains, then stops, then removes) so the executor can run
+    // each group concurrently.
     victims.sort_by(|a, b| a.name.cmp(&b.name));
-    for r in &victims {
-        builder.retire(r, "scale down");
-    }
+    let mut removals: Vec<(&ObservedReplica, String)> = dead
+        .iter()
+        .map(|r| {
+            let reason = if r.running {
+                format!("never became ready in {}s", desired.readiness_timeout_seconds)
+            } else {
+                "not running".to_owned()
+            };
+            (*r, reason)
+        })
+        .collect();
+    builder.retire_all(&victims, "scale down", &mut removals);
 
     // Phase 2: new replicas beyond those that replace outdated ones, plus unready survivors.
     let mut used: BTreeSet<u16> = observed.iter().map(|r| r.host_port).collect();
@@ -300,22 +296,38 @@ impl Builder {
 
     /// Drain (when it may hold traffic), stop and remove a replica already out of the upstream.
     fn retire(&mut self, r: &ObservedReplica, reason: &str) {
-        if r.ready {
+        self.retire_all(&[r], reason, &mut Vec::new());
+    }
+
+    /// Retires several replicas: every drain, then every stop, then every removal
+    /// (`removals` first: replicas that only need removing, e.g. dead ones).
+    fn retire_all<'a>(
+        &mut self,
+        victims: &[&'a ObservedReplica],
+        reason: &str,
+        removals: &mut Vec<(&'a ObservedReplica, String)>,
+    ) {
+        for r in victims.iter().filter(|r| r.ready) {
             self.push(Step::Drain {
                 id: r.id.clone(),
                 name: r.name.clone(),
                 host_port: r.host_port,
             });
         }
-        self.push(Step::Stop {
-            id: r.id.clone(),
-            name: r.name.clone(),
-        });
-        self.push(Step::Remove {
-            id: r.id.clone(),
-            name: r.name.clone(),
-            reason: reason.to_owned(),
-        });
+        for r in victims {
+            self.push(Step::Stop {
+                id: r.id.clone(),
+                name: r.name.clone(),
+            });
+        }
+        removals.extend(victims.iter().map(|r| (*r, reason.to_owned())));
+        for (r, reason) in removals.drain(..) {
+            self.push(Step::Remove {
+                id: r.id.clone(),
+                name: r.name.clone(),
+                reason,
+            });
+        }
     }
 
     fn finish(self) -> Plan {

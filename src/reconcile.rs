@@ -560,7 +560,18 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                     let mut values = Vec::new();
                     let mut errors: Vec<MetricsError> = Vec::new();
                     let mut attempted = 0;
+                    let mut without_family = 0;
                     for ((r, _), result) in alive.iter().zip(results) {
+                        // A replica that has served nothing yet may not expose the family at
+                        // all (lazily created label sets): it counts as 0, unless no replica
+                        // exposes it (then the name is probably wrong: no data, no scale-down).
+                        let result = match result {
+                            Some(Err(MetricsError::MissingFamily { .. })) => {
+                                without_family += 1;
+                                Some(Ok(0.0))
+                            }
+                            other => other,
+                        };
                         match result {
                             Some(Ok(value)) => {
                                 attempted += 1;
@@ -577,7 +588,12 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                             None => values.push(None),
                         }
                     }
-                    if attempted > 0 && errors.len() == attempted {
+                    if attempted > 0 && without_family == attempted {
+                        MetricReading::Unavailable(format!(
+                            "no replica exposes the counter {}",
+                            m.counter
+                        ))
+                    } else if attempted > 0 && errors.len() == attempted {
                         MetricReading::Unavailable(format!(
                             "every scrape failed, e.g. {}",
                             errors[0]
@@ -754,43 +770,61 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         self.execute_steps(&ctx, report).await;
     }
 
+    /// Runs the plan in order. Consecutive steps of the same kind (creates, readiness waits,
+    /// drains, stops, removes) touch different replicas and run concurrently; upstream
+    /// changes always run alone. Stops at the first failed batch.
     async fn execute_steps(&self, ctx: &ExecContext, report: &mut PolicyReport) {
         // Planned port → actual (port, name) when a planned port turned out to be taken.
         let mut moved: BTreeMap<u16, (u16, String)> = BTreeMap::new();
-        let steps = report.plan.steps.clone();
         let mut events = Vec::new();
-        for step in steps {
+        for batch in batches(&report.plan.steps) {
             if self.shutdown.is_cancelled() {
                 tracing::info!(policy = %ctx.policy, "shutting down: remaining steps left to the next pass");
                 break;
             }
-            crate::fault::point("before", &step);
-            let result = self.execute_step(ctx, &step, &mut moved).await;
-            match result {
-                Ok(message) => {
-                    crate::fault::point("after", &step);
-                    report.done += 1;
-                    tracing::info!(policy = %ctx.policy, "{step}");
-                    if let Some((kind, message)) = message {
+            let moved_now = &moved;
+            let results = join_all(batch.iter().map(|step| async move {
+                crate::fault::point("before", step);
+                let result = self.execute_step(ctx, step, moved_now).await;
+                if result.is_ok() {
+                    crate::fault::point("after", step);
+                }
+                result
+            }))
+            .await;
+            for (step, result) in batch.iter().zip(results) {
+                match result {
+                    Ok(outcome) => {
+                        tracing::info!(policy = %ctx.policy, "{step}");
+                        report.done += 1;
+                        if let Some((planned, actual)) = outcome.moved {
+                            moved.insert(planned, actual);
+                        }
+                        if let Some((kind, message)) = outcome.event {
+                            events.push(Event {
+                                at_ms: now_ms(),
+                                policy: ctx.policy.clone(),
+                                kind: kind.to_owned(),
+                                message,
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(policy = %ctx.policy, error = %e, "step failed: {step}");
                         events.push(Event {
                             at_ms: now_ms(),
                             policy: ctx.policy.clone(),
-                            kind: kind.to_owned(),
-                            message,
+                            kind: "StepFailed".to_owned(),
+                            message: format!("{step}: {e}"),
                         });
+                        if report.error.is_none() {
+                            report.error = Some((step.clone(), e));
+                        }
                     }
                 }
-                Err(e) => {
-                    tracing::error!(policy = %ctx.policy, error = %e, "step failed: {step}");
-                    events.push(Event {
-                        at_ms: now_ms(),
-                        policy: ctx.policy.clone(),
-                        kind: "StepFailed".to_owned(),
-                        message: format!("{step}: {e}"),
-                    });
-                    report.error = Some((step, e));
-                    break;
-                }
+            }
+            if report.error.is_some() {
+                break;
             }
         }
         if let Err(e) = self.state_dir.append_events(&events) {
@@ -802,28 +836,28 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         &self,
         ctx: &ExecContext,
         step: &Step,
-        moved: &mut BTreeMap<u16, (u16, String)>,
-    ) -> Result<Option<(&'static str, String)>, ReconcileError> {
+        moved: &BTreeMap<u16, (u16, String)>,
+    ) -> Result<StepOutcome, ReconcileError> {
         let actual = |port: u16| moved.get(&port).map(|(p, _)| *p).unwrap_or(port);
         match step {
             Step::Create { name, host_port } => {
                 let Some(policy) = &ctx.spec else {
-                    return Ok(None);
+                    return Ok(StepOutcome::default());
                 };
                 let (port, name) = self.pick_port(policy, *host_port, name).await?;
-                if port != *host_port {
-                    moved.insert(*host_port, (port, name.clone()));
-                }
                 let spec = replica_spec(policy, &name, port)?;
                 let replica = self.runtime.create(&spec).await?;
-                Ok(Some((
-                    "ReplicaCreated",
-                    format!("{} created on {}:{}", replica.name, replica.host_ip, replica.host_port),
-                )))
+                Ok(StepOutcome {
+                    event: Some((
+                        "ReplicaCreated",
+                        format!("{} created on {}:{}", replica.name, replica.host_ip, replica.host_port),
+                    )),
+                    moved: (port != *host_port).then(|| (*host_port, (port, name))),
+                })
             }
             Step::WaitReady { name, host_port } => {
                 let Some(policy) = &ctx.spec else {
-                    return Ok(None);
+                    return Ok(StepOutcome::default());
                 };
                 let port = actual(*host_port);
                 let addr = addr_or_invalid(&ctx.policy, &ctx.host_ip, port)?;
@@ -840,7 +874,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                     port,
                     source,
                 })?;
-                Ok(None)
+                Ok(StepOutcome::default())
             }
             Step::SetUpstream { ports, .. } => {
                 let ports: Vec<u16> = ports.iter().map(|p| actual(*p)).collect();
@@ -854,10 +888,10 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 let previous = upstream.servers.clone();
                 upstream.servers = servers_of(&ctx.host_ip, &ports);
                 match self.apply_table(&table).await {
-                    Ok(()) => Ok(Some((
+                    Ok(()) => Ok(StepOutcome::event(
                         "UpstreamChanged",
                         format!("upstream of {} now {:?}", ctx.policy, ports),
-                    ))),
+                    )),
                     Err(e) => {
                         if let Some(u) = table.get_mut(&ctx.policy) {
                             u.servers = previous;
@@ -870,15 +904,18 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 let addr = addr_or_invalid(&ctx.policy, &ctx.host_ip, *host_port)?;
                 let waited = self.drain(addr, &ctx.metrics_path, ctx.drain_timeout).await;
                 tracing::debug!(replica = %name, ?waited, "drained");
-                Ok(None)
+                Ok(StepOutcome::default())
             }
             Step::Stop { id, .. } => {
                 self.runtime.stop(id, ctx.drain_timeout).await?;
-                Ok(None)
+                Ok(StepOutcome::default())
             }
             Step::Remove { id, name, reason } => {
                 self.runtime.remove(id).await?;
-                Ok(Some(("ReplicaRemoved", format!("{name} removed ({reason})"))))
+                Ok(StepOutcome::event(
+                    "ReplicaRemoved",
+                    format!("{name} removed ({reason})"),
+                ))
             }
         }
     }
@@ -933,6 +970,42 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         })?;
         Ok((port, plan::replica_name(&policy.metadata.name, port)))
     }
+}
+
+/// What one executed step leaves behind.
+#[derive(Debug, Default)]
+struct StepOutcome {
+    /// Event to record: kind and sentence.
+    event: Option<(&'static str, String)>,
+    /// A create that had to move: planned port → (actual port, actual name).
+    moved: Option<(u16, (u16, String))>,
+}
+
+impl StepOutcome {
+    fn event(kind: &'static str, message: String) -> Self {
+        Self {
+            event: Some((kind, message)),
+            moved: None,
+        }
+    }
+}
+
+/// Splits a plan into runs of steps that may execute concurrently: consecutive steps of
+/// the same kind, except upstream changes, which always run alone and in order.
+fn batches(steps: &[Step]) -> Vec<&[Step]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=steps.len() {
+        let boundary = i == steps.len()
+            || matches!(steps[i], Step::SetUpstream { .. })
+            || matches!(steps[i - 1], Step::SetUpstream { .. })
+            || std::mem::discriminant(&steps[i]) != std::mem::discriminant(&steps[i - 1]);
+        if boundary {
+            out.push(&steps[start..i]);
+            start = i;
+        }
+    }
+    out
 }
 
 /// What the executor needs to know about the policy whose plan it runs.
@@ -1031,4 +1104,47 @@ fn age_seconds(r: &Replica, now_ms: u64) -> u64 {
 
 fn readiness_timeout(policy: &ScalingPolicy) -> u64 {
     policy.spec.template.readiness.timeout_seconds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(port: u16) -> Step {
+        Step::Create {
+            name: format!("w-{port}"),
+            host_port: port,
+        }
+    }
+
+    fn wait(port: u16) -> Step {
+        Step::WaitReady {
+            name: format!("w-{port}"),
+            host_port: port,
+        }
+    }
+
+    fn upstream(ports: Vec<u16>) -> Step {
+        Step::SetUpstream {
+            ports,
+            added: vec![],
+            removed: vec![],
+        }
+    }
+
+    #[test]
+    fn batches_group_same_kind_steps_and_isolate_upstream_changes() {
+        let steps = vec![
+            create(1),
+            create(2),
+            wait(1),
+            wait(2),
+            upstream(vec![1, 2]),
+            upstream(vec![2]),
+            create(3),
+        ];
+        let sizes: Vec<usize> = batches(&steps).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, vec![2, 2, 1, 1, 1]);
+        assert!(batches(&[]).is_empty());
+    }
 }

@@ -57,7 +57,7 @@ async fn index_names_the_replica_and_counter_counts_only_real_requests() {
     let client = client();
     let port = server.base.rsplit(':').next().unwrap().to_string();
     let before = scrape(&client, &server.base).await;
-    assert_eq!(before.sum("http_requests_total"), None);
+    assert_eq!(before.sum("http_requests_total"), Some(0.0));
     for _ in 0..7 {
         let page = client
             .get(format!("{}/", server.base))

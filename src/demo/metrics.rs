@@ -29,6 +29,9 @@ impl DemoMetrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
+        // Expose the main series at 0 from the start (Prometheus' advice for known label
+        // values): a fresh replica then reports a rate of 0 instead of a missing family.
+        let _ = requests.get_or_create(&[("path", "/"), ("code", "2xx")]);
         // prometheus-client appends `_total` itself (and panics in debug if we do).
         registry.register(
             "http_requests",

@@ -79,6 +79,21 @@ fn plans_match_expected_steps() {
             ],
         },
         Case {
+            name: "scale down by two groups drains, then stops, then removes",
+            replicas: 1,
+            observed: vec![ready(8001, 50), ready(8002, 40), ready(8003, 30)],
+            upstream: vec![8001, 8002, 8003],
+            expected: vec![
+                "upstream 8001 (-8002,8003), reload nginx",
+                "drain    web-8002 on port 8002",
+                "drain    web-8003 on port 8003",
+                "stop     web-8002",
+                "stop     web-8003",
+                "remove   web-8002 (scale down)",
+                "remove   web-8003 (scale down)",
+            ],
+        },
+        Case {
             name: "scale down prefers not-ready victims over newest",
             replicas: 2,
             observed: vec![
