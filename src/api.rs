@@ -230,15 +230,62 @@ pub async fn serve_on(
         .map_err(ApiError::Serve)
 }
 
-async fn metrics(AxumState(t): AxumState<Arc<Telemetry>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        t.encode(),
-    )
-        .into_response()
+/// OpenMetrics for scrapers that ask for it (Prometheus does), text 0.0.4 otherwise
+/// (curl, `promtool check metrics`).
+async fn metrics(
+    AxumState(t): AxumState<Arc<Telemetry>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let wants_openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let body = t.encode();
+    if wants_openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            openmetrics_to_text(&body),
+        )
+            .into_response()
+    }
+}
+
+/// Rewrites prometheus-client's OpenMetrics into text format 0.0.4: counter metadata is
+/// named after the `_total` series, and `# UNIT` / `# EOF` lines go.
+pub fn openmetrics_to_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 async fn healthz(AxumState(t): AxumState<Arc<Telemetry>>) -> Response {
@@ -278,5 +325,15 @@ mod tests {
         assert!(text.contains("autoscaler_replicas_desired{policy=\"web\"} 3"), "{text}");
         assert!(!text.contains("_total_total"));
         assert!(text.trim_end().ends_with("# EOF"));
+    }
+
+    #[test]
+    fn text_format_names_counter_metadata_after_the_total_series() {
+        let om = "# HELP a_reconciles Passes.\n# TYPE a_reconciles counter\na_reconciles_total{p=\"w\"} 1\n# HELP g Gauge.\n# TYPE g gauge\n# UNIT g seconds\ng 2\n# EOF\n";
+        let text = openmetrics_to_text(om);
+        assert_eq!(
+            text,
+            "# HELP a_reconciles_total Passes.\n# TYPE a_reconciles_total counter\na_reconciles_total{p=\"w\"} 1\n# HELP g Gauge.\n# TYPE g gauge\ng 2\n"
+        );
     }
 }
