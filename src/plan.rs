@@ -196,7 +196,10 @@ pub fn plan(desired: &Desired, observed: &[ObservedReplica], live_upstream: &[u1
         .iter()
         .map(|r| {
             let reason = if r.running {
-                format!("never became ready in {}s", desired.readiness_timeout_seconds)
+                format!(
+                    "never became ready in {}s",
+                    desired.readiness_timeout_seconds
+                )
             } else {
                 "not running".to_owned()
             };

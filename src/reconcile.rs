@@ -49,8 +49,8 @@ pub enum ReconcileError {
         name: String,
         /// Host port.
         port: u16,
-        /// Probe failure.
-        source: runtime::probe::ProbeError,
+        /// Probe failure (boxed: it is large and rare).
+        source: Box<runtime::probe::ProbeError>,
     },
     /// No free host port is left in the policy's range.
     #[error("policy {policy}: no free host port left in {range} on {host_ip}")]
@@ -156,12 +156,11 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         settings: OperatorSettings,
     ) -> Result<Self, ReconcileError> {
         let state = state_dir.load()?;
-        let scraper = Scraper::new(settings.scrape_timeout).map_err(|e| {
-            ReconcileError::InvalidPolicy {
+        let scraper =
+            Scraper::new(settings.scrape_timeout).map_err(|e| ReconcileError::InvalidPolicy {
                 policy: String::new(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(Self {
             runtime,
             lb,
@@ -198,7 +197,10 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         let name = &policy.metadata.name;
         let settings = settings_of(policy);
         let mut table = self.upstreams.lock().await;
-        let servers = table.get(name).map(|u| u.servers.clone()).unwrap_or_default();
+        let servers = table
+            .get(name)
+            .map(|u| u.servers.clone())
+            .unwrap_or_default();
         let Some(mut wanted) = upstream_from_settings(name, &settings, &BTreeMap::new()) else {
             return Err(ReconcileError::InvalidPolicy {
                 policy: name.clone(),
@@ -227,8 +229,13 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         match errors {
             None => {
                 for ps in state.policies.values_mut() {
-                    ps.status
-                        .set_condition("PolicyValid", true, "Loaded", "policy files are valid", now);
+                    ps.status.set_condition(
+                        "PolicyValid",
+                        true,
+                        "Loaded",
+                        "policy files are valid",
+                        now,
+                    );
                 }
             }
             Some(message) => {
@@ -271,8 +278,13 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         let now = now_ms();
         let mut state = self.state.lock().await;
         if let Some(ps) = state.policies.get_mut(name) {
-            ps.status
-                .set_condition("AbleToScale", false, "ReconcileFailed", &error.to_string(), now);
+            ps.status.set_condition(
+                "AbleToScale",
+                false,
+                "ReconcileFailed",
+                &error.to_string(),
+                now,
+            );
         }
         if let Err(e) = self.state_dir.save(&state) {
             tracing::warn!(error = %e, "cannot save state");
@@ -335,7 +347,10 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
     }
 
     /// Records which file each policy came from (prune bookkeeping).
-    pub async fn record_sources(&self, sources: &[(String, PathBuf)]) -> Result<(), ReconcileError> {
+    pub async fn record_sources(
+        &self,
+        sources: &[(String, PathBuf)],
+    ) -> Result<(), ReconcileError> {
         let mut state = self.state.lock().await;
         for (name, file) in sources {
             state.policies.entry(name.clone()).or_default().source_file = file.clone();
@@ -361,13 +376,19 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
     }
 
     /// Observes, decides, plans and (in apply mode) executes one policy.
-    pub async fn reconcile(&self, policy: &ScalingPolicy, mode: Mode) -> Result<PolicyReport, ReconcileError> {
+    pub async fn reconcile(
+        &self,
+        policy: &ScalingPolicy,
+        mode: Mode,
+    ) -> Result<PolicyReport, ReconcileError> {
         let name = policy.metadata.name.clone();
         let now = now_ms();
         let observed = self.observe(policy).await?;
         let alive: Vec<&(Replica, bool)> = observed
             .iter()
-            .filter(|(r, ready)| r.running && (*ready || age_seconds(r, now) <= readiness_timeout(policy)))
+            .filter(|(r, ready)| {
+                r.running && (*ready || age_seconds(r, now) <= readiness_timeout(policy))
+            })
             .collect();
         let (history, previous) = {
             let state = self.state.lock().await;
@@ -387,7 +408,9 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             history: &history,
             now_ms: now,
         });
-        let plan = self.plan_for(policy, decision.desired, &observed, now).await;
+        let plan = self
+            .plan_for(policy, decision.desired, &observed, now)
+            .await;
         let mut report = PolicyReport {
             policy: name.clone(),
             decision: Some(decision),
@@ -399,7 +422,8 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             return Ok(report);
         }
         self.sync_upstream_settings(policy).await?;
-        self.record_decision(policy, &report, samples, current, &observed, now).await?;
+        self.record_decision(policy, &report, samples, current, &observed, now)
+            .await?;
         self.execute(policy, &mut report).await;
         self.finish_status(&name, &report).await?;
         Ok(report)
@@ -407,7 +431,12 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
 
     /// Plans the removal of a policy (`down`, or a policy removed from its file) and, in
     /// apply mode, executes it and forgets the policy.
-    pub async fn remove_policy(&self, name: &str, drain_timeout: Duration, mode: Mode) -> Result<PolicyReport, ReconcileError> {
+    pub async fn remove_policy(
+        &self,
+        name: &str,
+        drain_timeout: Duration,
+        mode: Mode,
+    ) -> Result<PolicyReport, ReconcileError> {
         let all = self.runtime.list().await?;
         let live = self.live_upstreams().await?;
         let observed: Vec<ObservedReplica> = all
@@ -514,7 +543,10 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         ports
     }
 
-    async fn observe(&self, policy: &ScalingPolicy) -> Result<Vec<(Replica, bool)>, ReconcileError> {
+    async fn observe(
+        &self,
+        policy: &ScalingPolicy,
+    ) -> Result<Vec<(Replica, bool)>, ReconcileError> {
         let name = &policy.metadata.name;
         let replicas: Vec<Replica> = self
             .runtime
@@ -529,7 +561,9 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 return false;
             }
             match replica_addr(&r.host_ip, r.host_port) {
-                Some(addr) => runtime::probe::probe_once(addr, path, self.settings.probe_timeout).await,
+                Some(addr) => {
+                    runtime::probe::probe_once(addr, path, self.settings.probe_timeout).await
+                }
                 None => false,
             }
         });
@@ -576,8 +610,9 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                             Some(Ok(value)) => {
                                 attempted += 1;
                                 let sample = CounterSample { at_ms: now, value };
-                                values.push(metrics::rate(previous.get(&r.id).copied(), sample));
-                                samples.insert(r.id.clone(), sample);
+                                let key = sample_key(&r.id, &m.path, &m.counter);
+                                values.push(metrics::rate(previous.get(&key).copied(), sample));
+                                samples.insert(key, sample);
                             }
                             Some(Err(e)) => {
                                 attempted += 1;
@@ -602,13 +637,15 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                         MetricReading::PerReplica(values)
                     }
                 }
-                MetricSpec::Prometheus(m) => match self.scraper.prometheus_query(&m.url, &m.query).await {
-                    Ok(total) => MetricReading::Total(total),
-                    Err(e) => {
-                        tracing::warn!(policy = %policy.metadata.name, error = %e, "prometheus query failed");
-                        MetricReading::Unavailable(e.to_string())
+                MetricSpec::Prometheus(m) => {
+                    match self.scraper.prometheus_query(&m.url, &m.query).await {
+                        Ok(total) => MetricReading::Total(total),
+                        Err(e) => {
+                            tracing::warn!(policy = %policy.metadata.name, error = %e, "prometheus query failed");
+                            MetricReading::Unavailable(e.to_string())
+                        }
                     }
-                },
+                }
             };
             inputs.push(MetricInput {
                 name: spec.display_name(),
@@ -619,7 +656,13 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         (inputs, samples)
     }
 
-    async fn plan_for(&self, policy: &ScalingPolicy, desired: u32, observed: &[(Replica, bool)], now: u64) -> Plan {
+    async fn plan_for(
+        &self,
+        policy: &ScalingPolicy,
+        desired: u32,
+        observed: &[(Replica, bool)],
+        now: u64,
+    ) -> Plan {
         let hash = plan::template_hash(policy);
         let observed: Vec<ObservedReplica> = observed
             .iter()
@@ -670,7 +713,8 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             let ps: &mut PolicyState = state.policies.entry(name.clone()).or_default();
             ps.history.record(decision, now, &policy.spec.behavior);
             // Keep samples only for replicas that still exist (no unbounded growth).
-            ps.samples.retain(|id, _| observed.iter().any(|(r, _)| &r.id == id));
+            ps.samples
+                .retain(|key, _| observed.iter().any(|(r, _)| sample_owner(key) == r.id));
             ps.samples.extend(samples);
             let status = &mut ps.status;
             status.desired = decision.desired;
@@ -688,7 +732,11 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             status.set_condition(
                 "ScalingActive",
                 decision.metrics_available,
-                if decision.metrics_available { "ValidMetricFound" } else { "FailedGetMetrics" },
+                if decision.metrics_available {
+                    "ValidMetricFound"
+                } else {
+                    "FailedGetMetrics"
+                },
                 &decision.reason,
                 now,
             );
@@ -696,7 +744,11 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             status.set_condition(
                 "ScalingLimited",
                 limited,
-                if limited { "DesiredWithinRangeLimited" } else { "DesiredWithinRange" },
+                if limited {
+                    "DesiredWithinRangeLimited"
+                } else {
+                    "DesiredWithinRange"
+                },
                 &decision
                     .limit
                     .as_ref()
@@ -705,7 +757,11 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 now,
             );
             if decision.desired != current {
-                let kind = if decision.desired > current { "ScaledUp" } else { "ScaledDown" };
+                let kind = if decision.desired > current {
+                    "ScaledUp"
+                } else {
+                    "ScaledDown"
+                };
                 status.last_scale_ms = Some(now);
                 status.last_scale_reason = Some(decision.reason.clone());
                 events.push(Event {
@@ -743,8 +799,20 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             ps.status.ready = in_upstream as u32;
             ps.status.last_reconcile_ms = now;
             match &report.error {
-                None => ps.status.set_condition("AbleToScale", true, "Converged", "every planned step succeeded", now),
-                Some((step, e)) => ps.status.set_condition("AbleToScale", false, "StepFailed", &format!("{step}: {e}"), now),
+                None => ps.status.set_condition(
+                    "AbleToScale",
+                    true,
+                    "Converged",
+                    "every planned step succeeded",
+                    now,
+                ),
+                Some((step, e)) => ps.status.set_condition(
+                    "AbleToScale",
+                    false,
+                    "StepFailed",
+                    &format!("{step}: {e}"),
+                    now,
+                ),
             }
         }
         self.state_dir.save(&state)?;
@@ -777,6 +845,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         // Planned port → actual (port, name) when a planned port turned out to be taken.
         let mut moved: BTreeMap<u16, (u16, String)> = BTreeMap::new();
         let mut events = Vec::new();
+        let mut baselines = Vec::new();
         for batch in batches(&report.plan.steps) {
             if self.shutdown.is_cancelled() {
                 tracing::info!(policy = %ctx.policy, "shutting down: remaining steps left to the next pass");
@@ -800,6 +869,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                         if let Some((planned, actual)) = outcome.moved {
                             moved.insert(planned, actual);
                         }
+                        baselines.extend(outcome.baseline);
                         if let Some((kind, message)) = outcome.event {
                             events.push(Event {
                                 at_ms: now_ms(),
@@ -830,6 +900,50 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         if let Err(e) = self.state_dir.append_events(&events) {
             tracing::warn!(error = %e, "cannot record events");
         }
+        if !baselines.is_empty() {
+            let mut state = self.state.lock().await;
+            if let Some(ps) = state.policies.get_mut(&ctx.policy) {
+                ps.samples.extend(baselines);
+            }
+        }
+    }
+
+    /// Counter samples of a replica that just became ready, so the next pass already has
+    /// a rate for it (otherwise its first pass counts it as missing data and holds).
+    async fn baseline_samples(
+        &self,
+        policy: &ScalingPolicy,
+        addr: SocketAddr,
+    ) -> Vec<(String, CounterSample)> {
+        let Some(id) = self.replica_id_at(&policy.metadata.name, addr.port()).await else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for spec in &policy.spec.metrics {
+            if let MetricSpec::RequestRate(m) = spec {
+                let value = match self.scraper.family_sum(addr, &m.path, &m.counter).await {
+                    Ok(v) => v,
+                    Err(MetricsError::MissingFamily { .. }) => 0.0,
+                    Err(_) => continue,
+                };
+                out.push((
+                    sample_key(&id, &m.path, &m.counter),
+                    CounterSample {
+                        at_ms: now_ms(),
+                        value,
+                    },
+                ));
+            }
+        }
+        out
+    }
+
+    async fn replica_id_at(&self, policy: &str, port: u16) -> Option<String> {
+        let replicas = self.runtime.list().await.ok()?;
+        replicas
+            .into_iter()
+            .find(|r| r.policy == policy && r.host_port == port && r.running)
+            .map(|r| r.id)
     }
 
     async fn execute_step(
@@ -850,9 +964,13 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 Ok(StepOutcome {
                     event: Some((
                         "ReplicaCreated",
-                        format!("{} created on {}:{}", replica.name, replica.host_ip, replica.host_port),
+                        format!(
+                            "{} created on {}:{}",
+                            replica.name, replica.host_ip, replica.host_port
+                        ),
                     )),
-                    moved: (port != *host_port).then(|| (*host_port, (port, name))),
+                    moved: (port != *host_port).then_some((*host_port, (port, name))),
+                    baseline: Vec::new(),
                 })
             }
             Step::WaitReady { name, host_port } => {
@@ -872,9 +990,12 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 .map_err(|source| ReconcileError::NotReady {
                     name: name.clone(),
                     port,
-                    source,
+                    source: Box::new(source),
                 })?;
-                Ok(StepOutcome::default())
+                Ok(StepOutcome {
+                    baseline: self.baseline_samples(policy, addr).await,
+                    ..StepOutcome::default()
+                })
             }
             Step::SetUpstream { ports, .. } => {
                 let ports: Vec<u16> = ports.iter().map(|p| actual(*p)).collect();
@@ -900,7 +1021,9 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                     }
                 }
             }
-            Step::Drain { name, host_port, .. } => {
+            Step::Drain {
+                name, host_port, ..
+            } => {
                 let addr = addr_or_invalid(&ctx.policy, &ctx.host_ip, *host_port)?;
                 let waited = self.drain(addr, &ctx.metrics_path, ctx.drain_timeout).await;
                 tracing::debug!(replica = %name, ?waited, "drained");
@@ -942,11 +1065,25 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         start.elapsed()
     }
 
-    async fn pick_port(&self, policy: &ScalingPolicy, planned: u16, planned_name: &str) -> Result<(u16, String), ReconcileError> {
-        let host_ip: IpAddr = policy.spec.ports.host_ip.parse().map_err(|_| ReconcileError::InvalidPolicy {
-            policy: policy.metadata.name.clone(),
-            message: format!("hostIp {:?} is not an IP address", policy.spec.ports.host_ip),
-        })?;
+    async fn pick_port(
+        &self,
+        policy: &ScalingPolicy,
+        planned: u16,
+        planned_name: &str,
+    ) -> Result<(u16, String), ReconcileError> {
+        let host_ip: IpAddr =
+            policy
+                .spec
+                .ports
+                .host_ip
+                .parse()
+                .map_err(|_| ReconcileError::InvalidPolicy {
+                    policy: policy.metadata.name.clone(),
+                    message: format!(
+                        "hostIp {:?} is not an IP address",
+                        policy.spec.ports.host_ip
+                    ),
+                })?;
         let (first, last) = policy.spec.ports.parsed_range().unwrap_or((1, 0));
         let used: BTreeSet<u16> = self
             .runtime
@@ -961,13 +1098,14 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         {
             return Ok((planned, planned_name.to_owned()));
         }
-        let port = runtime::ports::first_free_port(host_ip, (first, last), &used).ok_or_else(|| {
-            ReconcileError::NoFreePort {
-                policy: policy.metadata.name.clone(),
-                range: policy.spec.ports.range.clone(),
-                host_ip: policy.spec.ports.host_ip.clone(),
-            }
-        })?;
+        let port =
+            runtime::ports::first_free_port(host_ip, (first, last), &used).ok_or_else(|| {
+                ReconcileError::NoFreePort {
+                    policy: policy.metadata.name.clone(),
+                    range: policy.spec.ports.range.clone(),
+                    host_ip: policy.spec.ports.host_ip.clone(),
+                }
+            })?;
         Ok((port, plan::replica_name(&policy.metadata.name, port)))
     }
 }
@@ -979,13 +1117,15 @@ struct StepOutcome {
     event: Option<(&'static str, String)>,
     /// A create that had to move: planned port → (actual port, actual name).
     moved: Option<(u16, (u16, String))>,
+    /// A replica that just became ready: (container id, its counter samples).
+    baseline: Vec<(String, CounterSample)>,
 }
 
 impl StepOutcome {
     fn event(kind: &'static str, message: String) -> Self {
         Self {
             event: Some((kind, message)),
-            moved: None,
+            ..Self::default()
         }
     }
 }
@@ -1018,7 +1158,21 @@ struct ExecContext {
     spec: Option<ScalingPolicy>,
 }
 
-fn replica_spec(policy: &ScalingPolicy, name: &str, port: u16) -> Result<ReplicaSpec, ReconcileError> {
+/// Key of a replica's counter sample in the state: one per container and counter.
+fn sample_key(container_id: &str, path: &str, counter: &str) -> String {
+    format!("{container_id} {path} {counter}")
+}
+
+/// The container id a sample key belongs to.
+fn sample_owner(key: &str) -> &str {
+    key.split(' ').next().unwrap_or(key)
+}
+
+fn replica_spec(
+    policy: &ScalingPolicy,
+    name: &str,
+    port: u16,
+) -> Result<ReplicaSpec, ReconcileError> {
     let template = &policy.spec.template;
     let memory_bytes = match &template.resources.memory {
         Some(text) => Some(
@@ -1086,7 +1240,11 @@ fn ports_of(servers: Option<&Vec<SocketAddr>>) -> Vec<u16> {
 fn replica_addr(host_ip: &str, port: u16) -> Option<SocketAddr> {
     let ip: IpAddr = host_ip.parse().ok()?;
     // A replica published on 0.0.0.0 is reached on loopback.
-    let ip = if ip.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { ip };
+    let ip = if ip.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        ip
+    };
     Some(SocketAddr::new(ip, port))
 }
 
@@ -1098,7 +1256,9 @@ fn addr_or_invalid(policy: &str, host_ip: &str, port: u16) -> Result<SocketAddr,
 }
 
 fn age_seconds(r: &Replica, now_ms: u64) -> u64 {
-    let created_ms = u64::try_from(r.created_unix).unwrap_or(0).saturating_mul(1000);
+    let created_ms = u64::try_from(r.created_unix)
+        .unwrap_or(0)
+        .saturating_mul(1000);
     now_ms.saturating_sub(created_ms) / 1000
 }
 

@@ -67,17 +67,17 @@ pub(super) async fn run<R: Runtime, L: LoadBalancer>(ctx: WorkerContext<R, L>) {
         match result {
             Ok(report) => {
                 ctx.telemetry.docker_ok.store(true, Ordering::Relaxed);
-                if let Some(d) = &report.decision {
-                    if d.desired != d.current {
-                        let direction = if d.desired > d.current { "up" } else { "down" };
-                        ctx.telemetry
-                            .scale_events
-                            .get_or_create(&DirectionLabels {
-                                policy: ctx.name.clone(),
-                                direction: direction.to_owned(),
-                            })
-                            .inc();
-                    }
+                if let Some(d) = &report.decision
+                    && d.desired != d.current
+                {
+                    let direction = if d.desired > d.current { "up" } else { "down" };
+                    ctx.telemetry
+                        .scale_events
+                        .get_or_create(&DirectionLabels {
+                            policy: ctx.name.clone(),
+                            direction: direction.to_owned(),
+                        })
+                        .inc();
                 }
                 if let Some((step, e)) = &report.error {
                     tracing::warn!(policy = %ctx.name, error = %e, "step failed: {step}; retrying with backoff");

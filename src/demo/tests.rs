@@ -63,5 +63,9 @@ fn start_time_is_a_recent_unix_time() {
         .unwrap()
         .as_secs_f64();
     assert!((now - start).abs() < 60.0, "start {start} now {now}");
-    assert_eq!(exp.sum("http_requests_total"), Some(0.0), "exposed at 0 before any request");
+    assert_eq!(
+        exp.sum("http_requests_total"),
+        Some(0.0),
+        "exposed at 0 before any request"
+    );
 }
