@@ -75,6 +75,21 @@ pub enum ReconcileError {
     InjectedFault(String),
 }
 
+impl ReconcileError {
+    /// True when a later pass may succeed without anyone changing the policy.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ReconcileError::Runtime(e) => e.is_transient(),
+            ReconcileError::InvalidPolicy { .. } => false,
+            ReconcileError::LoadBalancer(_)
+            | ReconcileError::State(_)
+            | ReconcileError::NotReady { .. }
+            | ReconcileError::NoFreePort { .. }
+            | ReconcileError::InjectedFault(_) => true,
+        }
+    }
+}
+
 /// Whether a pass changes anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
