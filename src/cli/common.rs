@@ -1,5 +1,6 @@
 //! Arguments and wiring shared by the subcommands that drive the host.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -177,4 +178,59 @@ pub fn source_files(policies: &[LoadedPolicy], args: &PolicyArgs) -> Vec<PathBuf
     files.sort();
     files.dedup();
     files
+}
+
+/// The frame every host-driving subcommand shares: load and validate the policies (exit 2
+/// on bad input, before anything is touched), start the async runtime, take the state
+/// lock when `lock` names the command, then run `body` with the policies and the files
+/// they came from. An error prints as `autoscaler CMD: ...` and exits with `error_code`.
+pub fn drive<F, Fut>(
+    cmd: &str,
+    policies: &PolicyArgs,
+    operator: &OperatorArgs,
+    lock: Option<&str>,
+    error_code: ExitCode,
+    body: F,
+) -> ExitCode
+where
+    F: FnOnce(Vec<LoadedPolicy>, Vec<PathBuf>) -> Fut,
+    Fut: Future<Output = anyhow::Result<ExitCode>>,
+{
+    let loaded = match load_policies(policies) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let files = source_files(&loaded, policies);
+    let runtime = match super::tokio_runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("autoscaler {cmd}: cannot start the async runtime: {e}");
+            return error_code;
+        }
+    };
+    let _lock = match lock.map(|what| operator.state().lock(what)).transpose() {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("autoscaler {cmd}: {e}");
+            return error_code;
+        }
+    };
+    runtime.block_on(async move {
+        match body(loaded, files).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("autoscaler {cmd}: {e:#}");
+                error_code
+            }
+        }
+    })
+}
+
+/// Exit 0 when `ok`, else 1.
+pub fn exit_if(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

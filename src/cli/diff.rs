@@ -18,28 +18,22 @@ pub struct Args {
 
 /// Exit 0 no changes, 1 changes pending, 2 error.
 pub fn run(args: Args) -> ExitCode {
-    let policies = match common::load_policies(&args.policies) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let runtime = match super::tokio_runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("autoscaler diff: cannot start the async runtime: {e}");
-            return ExitCode::from(super::EXIT_INVALID);
-        }
-    };
-    let files = common::source_files(&policies, &args.policies);
-    runtime.block_on(async move {
-        match diff(&args, &policies, &files).await {
-            Ok(false) => ExitCode::SUCCESS,
-            Ok(true) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("autoscaler diff: {e:#}");
-                ExitCode::from(super::EXIT_INVALID)
-            }
-        }
-    })
+    let args = &args;
+    common::drive(
+        "diff",
+        &args.policies,
+        &args.operator,
+        None,
+        ExitCode::from(super::EXIT_INVALID),
+        |policies, files| async move {
+            let pending = diff(args, &policies, &files).await?;
+            Ok(if pending {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        },
+    )
 }
 
 /// Prints the pending changes; returns whether there are any.

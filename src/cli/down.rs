@@ -18,34 +18,15 @@ pub struct Args {
 
 /// Exit 0 when everything of the policies is gone, 1 when a step failed, 2 invalid input.
 pub fn run(args: Args) -> ExitCode {
-    let policies = match common::load_policies(&args.policies) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let runtime = match super::tokio_runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("autoscaler down: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let _lock = match args.operator.state().lock("down") {
-            Ok(lock) => lock,
-            Err(e) => {
-                eprintln!("autoscaler down: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        match down(&args, &policies).await {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("autoscaler down: {e:#}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    let args = &args;
+    common::drive(
+        "down",
+        &args.policies,
+        &args.operator,
+        Some("down"),
+        ExitCode::FAILURE,
+        |policies, _files| async move { Ok(common::exit_if(down(args, &policies).await?)) },
+    )
 }
 
 async fn down(args: &Args, policies: &[crate::loader::LoadedPolicy]) -> anyhow::Result<bool> {

@@ -21,35 +21,15 @@ pub struct Args {
 
 /// Runs one pass: exit 0 converged, 1 a step failed (the next run resumes), 2 invalid input.
 pub fn run(args: Args) -> ExitCode {
-    let policies = match common::load_policies(&args.policies) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let runtime = match super::tokio_runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("autoscaler reconcile: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let files = common::source_files(&policies, &args.policies);
-    runtime.block_on(async move {
-        let _lock = match args.operator.state().lock("reconcile --once") {
-            Ok(lock) => lock,
-            Err(e) => {
-                eprintln!("autoscaler reconcile: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        match pass(&args, &policies, &files).await {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("autoscaler reconcile: {e:#}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    let args = &args;
+    common::drive(
+        "reconcile",
+        &args.policies,
+        &args.operator,
+        Some("reconcile --once"),
+        ExitCode::FAILURE,
+        |policies, files| async move { Ok(common::exit_if(pass(args, &policies, &files).await?)) },
+    )
 }
 
 async fn pass(
