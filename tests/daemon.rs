@@ -33,7 +33,7 @@ fn spawn_daemon_slow(env: &Env, api_port: u16, interval: &str, resync: &str) -> 
             "--resync",
             resync,
         ])
-        .env("AUTOSCALER_LOG", "info")
+        .env("AUTOSCALER_LOG", "info,autoscaler::controller=debug")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -341,7 +341,11 @@ fn a_killed_replica_is_replaced_through_docker_events_within_seconds() {
         "docker kill: replacement ready and in the upstream {:.2} s later (tick 20 s, resync 60 s)",
         took.as_secs_f64()
     );
-    assert!(took < Duration::from_secs(5), "took {took:?}\n{}", d.log_text());
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?}\n{}",
+        d.log_text()
+    );
 }
 
 #[test]
