@@ -923,6 +923,18 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         }
     }
 
+    /// Returns once the container `name` is gone or not running (list errors: keep waiting).
+    async fn until_not_running(&self, name: &str) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if let Ok(list) = self.runtime.list().await
+                && !list.iter().any(|r| r.name == name && r.running)
+            {
+                return;
+            }
+        }
+    }
+
     /// Counter samples of a replica that just became ready, so the next pass already has
     /// a rate for it (otherwise its first pass counts it as missing data and holds).
     async fn baseline_samples(
@@ -993,16 +1005,29 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                     return Ok(StepOutcome::default());
                 };
                 let port = actual(*host_port);
+                let container = moved.get(host_port).map_or(name, |(_, n)| n);
                 let addr = addr_or_invalid(&ctx.policy, &ctx.host_ip, port)?;
                 let readiness = &policy.spec.template.readiness;
-                runtime::probe::wait_ready(
+                let started = std::time::Instant::now();
+                let probe = runtime::probe::wait_ready(
                     addr,
                     &readiness.http_get.path,
                     Duration::from_millis(readiness.period_millis.max(10)),
                     Duration::from_secs(readiness.timeout_seconds),
-                )
-                .await
-                .map_err(|source| ReconcileError::NotReady {
+                );
+                // A replica that exits while we wait (killed, crashed) will never be ready:
+                // fail the step now so the next pass replaces it, not at the timeout.
+                let result = tokio::select! {
+                    result = probe => result,
+                    () = self.until_not_running(container) => Err(runtime::probe::ProbeError::NotReady {
+                        addr,
+                        path: readiness.http_get.path.clone(),
+                        waited: started.elapsed(),
+                        attempts: 0,
+                        last: "the container is no longer running".to_owned(),
+                    }),
+                };
+                result.map_err(|source| ReconcileError::NotReady {
                     name: name.clone(),
                     port,
                     source: Box::new(source),
