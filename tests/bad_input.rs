@@ -149,10 +149,10 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
         else {
             continue;
         };
-        if let Ok(cmdline) = fs::read(entry.path().join("cmdline")) {
-            if String::from_utf8_lossy(&cmdline).contains(needle) {
-                pids.push(pid);
-            }
+        if let Ok(cmdline) = fs::read(entry.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmdline).contains(needle)
+        {
+            pids.push(pid);
         }
     }
     pids
@@ -666,4 +666,56 @@ fn every_accepted_render_of_random_upstream_sets_passes_nginx_t() {
         hostile_refused >= 10,
         "only {hostile_refused} hostile sets refused"
     );
+}
+
+// ---------------------------------------------------------------- fuzz regressions
+
+/// Files of `tests/fixtures/<dir>` (missing directory: none).
+fn fixture_files(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(dir);
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn fuzz_regressions_and_invalid_fixtures_parse_without_panic_with_errors_inside_the_text() {
+    // scripts/fuzz.sh copies crashing inputs to tests/fixtures/fuzz/<target>/; this
+    // replays the loader's and the exposition parser's without cargo-fuzz.
+    let mut policy_inputs = fixture_files("fuzz/policy_loader");
+    policy_inputs.extend(fixture_files("invalid"));
+    for file in &policy_inputs {
+        let bytes = fs::read(file).unwrap();
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            continue;
+        };
+        let lines = text.matches('\n').count() + text.matches('\r').count()
+            - text.matches("\r\n").count()
+            + 1;
+        match autoscaler::policy::parse_str(text, "fuzz.yaml") {
+            Ok(policies) => assert!(!policies.is_empty(), "{}", file.display()),
+            Err(errors) => {
+                for e in errors {
+                    assert!(
+                        e.line >= 1 && e.line <= lines + 1,
+                        "{}: {e}",
+                        file.display()
+                    );
+                }
+            }
+        }
+    }
+    for file in fixture_files("fuzz/exposition") {
+        let bytes = fs::read(&file).unwrap();
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            let _ = autoscaler::exposition::parse(text);
+        }
+    }
 }
