@@ -43,11 +43,18 @@ struct FuzzUpstream {
     servers: Vec<FuzzAddr>,
 }
 
+/// The managed prefix: usually a plain one (so full configs get rendered), sometimes anything.
+#[derive(Debug, Arbitrary)]
+enum FuzzPrefix {
+    Plain,
+    Any(String),
+}
+
 /// A whole render request.
 #[derive(Debug, Arbitrary)]
 struct Input {
     upstreams: Vec<FuzzUpstream>,
-    prefix: String,
+    prefix: FuzzPrefix,
     worker_processes: u32,
 }
 
@@ -91,10 +98,19 @@ fn assert_well_formed(text: &str) {
         );
         // Quotes only appear as the literal empty string of the template.
         let unquoted = line.replace("\"\"", "");
-        assert!(!unquoted.contains('"') && !unquoted.contains('\''), "quote on line {}: {raw:?}", n + 1);
+        assert!(
+            !unquoted.contains('"') && !unquoted.contains('\''),
+            "quote on line {}: {raw:?}",
+            n + 1
+        );
         // At most one structural character per line, and only at its end.
         let structural = line.chars().filter(|c| ";{}".contains(*c)).count();
-        assert_eq!(structural, 1, "line {} has {structural} of ;{{}}: {raw:?}", n + 1);
+        assert_eq!(
+            structural,
+            1,
+            "line {} has {structural} of ;{{}}: {raw:?}",
+            n + 1
+        );
         depth += line.matches('{').count() as i64;
         depth -= line.matches('}').count() as i64;
         assert!(depth >= 0, "unbalanced '}}' on line {}", n + 1);
@@ -106,7 +122,10 @@ fuzz_target!(|input: Input| {
     let upstreams: Vec<Upstream> = input.upstreams.iter().map(upstream).collect();
     let snippet = nginx::render_snippet(&upstreams);
     let settings = ManagedSettings {
-        prefix: input.prefix.clone(),
+        prefix: match &input.prefix {
+            FuzzPrefix::Plain => "/var/lib/autoscaler/nginx".to_owned(),
+            FuzzPrefix::Any(p) => p.clone(),
+        },
         worker_processes: input.worker_processes,
     };
     let managed = nginx::render_managed(&upstreams, &settings);
@@ -114,7 +133,10 @@ fuzz_target!(|input: Input| {
     // Both renders validate the upstreams the same way: if the snippet fails, so does
     // the full config; if the snippet passes, the full config fails only on settings.
     if snippet.is_err() {
-        assert!(managed.is_err(), "managed accepted what the snippet refused");
+        assert!(
+            managed.is_err(),
+            "managed accepted what the snippet refused"
+        );
     }
     let Ok(snippet) = snippet else { return };
 
@@ -128,11 +150,19 @@ fuzz_target!(|input: Input| {
         expected.insert(u.policy.clone(), set.into_iter().collect());
     }
     assert_well_formed(&snippet);
-    assert_eq!(nginx::parse_upstreams(&snippet), expected, "snippet read-back");
+    assert_eq!(
+        nginx::parse_upstreams(&snippet),
+        expected,
+        "snippet read-back"
+    );
 
     match managed {
         Ok(conf) => {
-            assert!(inert(&input.prefix), "accepted prefix {:?}", input.prefix);
+            assert!(
+                inert(&settings.prefix),
+                "accepted prefix {:?}",
+                settings.prefix
+            );
             assert_well_formed(&conf);
             assert_eq!(nginx::parse_upstreams(&conf), expected, "managed read-back");
         }

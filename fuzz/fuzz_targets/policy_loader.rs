@@ -15,14 +15,17 @@ fuzz_target!(|data: &[u8]| {
     };
     // Lines a position may name, counting YAML line breaks (`\n`, `\r\n`, lone `\r`);
     // one past the last covers "end of input".
-    let breaks = text.matches('\n').count() + text.matches('\r').count()
-        - text.matches("\r\n").count();
+    let breaks =
+        text.matches('\n').count() + text.matches('\r').count() - text.matches("\r\n").count();
     let max_line = breaks + 2;
     match policy::parse_str(text, "fuzz.yaml") {
         Ok(policies) => {
             assert!(!policies.is_empty(), "accepted a text without policies");
             for (p, line) in &policies {
-                assert!(*line >= 1 && *line <= max_line, "policy line {line} outside text");
+                assert!(
+                    *line >= 1 && *line <= max_line,
+                    "policy line {line} outside text"
+                );
                 // What validation accepted is a DNS label (it names nginx upstreams).
                 assert!(policy::grammar::dns_label(&p.metadata.name).is_ok());
             }
@@ -31,7 +34,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(!errors.is_empty(), "Err without errors");
             for e in &errors {
                 assert_eq!(e.file, "fuzz.yaml");
-                assert!(e.line >= 1 && e.line <= max_line, "error line {} outside text: {e}", e.line);
+                assert!(
+                    e.line >= 1 && e.line <= max_line,
+                    "error line {} outside text: {e}",
+                    e.line
+                );
                 assert!(!e.message.contains('\n'), "multi-line message: {e}");
             }
             // Sorted by position, as documented.
