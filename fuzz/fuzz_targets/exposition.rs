@@ -21,7 +21,8 @@ fuzz_target!(|data: &[u8]| {
                     let _ = exp.sum(&family.name);
                     for sample in &family.samples {
                         let _ = exp.sum(&sample.name);
-                        let mut names: Vec<&str> = sample.labels.iter().map(|(k, _)| k.as_str()).collect();
+                        let mut names: Vec<&str> =
+                            sample.labels.iter().map(|(k, _)| k.as_str()).collect();
                         names.sort_unstable();
                         names.dedup();
                         assert_eq!(names.len(), sample.labels.len(), "duplicate label names");
