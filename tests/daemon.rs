@@ -340,8 +340,10 @@ fn a_killed_replica_is_replaced_through_docker_events_within_seconds() {
         "docker kill: replacement ready and in the upstream {:.2} s later (tick 20 s, resync 60 s)",
         took.as_secs_f64()
     );
+    // Well under the 20 s tick: only the Docker event path explains it (the printed
+    // figure is the measurement; the bound leaves room for a loaded CI machine).
     assert!(
-        took < Duration::from_secs(5),
+        took < Duration::from_secs(10),
         "took {took:?}\n{}",
         d.log_text()
     );
