@@ -80,6 +80,20 @@ pub struct DirectionLabels {
     pub direction: String,
 }
 
+/// Error kinds counted in `autoscaler_errors_total{kind}`.
+pub const ERROR_KINDS: &[&str] = &[
+    "docker",
+    "docker_events",
+    "nginx",
+    "state",
+    "not_ready",
+    "no_free_port",
+    "invalid_policy",
+    "policy_invalid",
+    "prepare",
+    "injected",
+];
+
 /// The operator's own metrics and the latest status, shared by the controller and the endpoint.
 pub struct Telemetry {
     registry: Registry,
@@ -131,6 +145,12 @@ impl Telemetry {
             ])
         });
         let errors = Family::<KindLabels, Counter>::default();
+        // Every known kind exists from the start, so `increase()` panels show 0, not nothing.
+        for kind in ERROR_KINDS {
+            let _ = errors.get_or_create(&KindLabels {
+                kind: (*kind).to_owned(),
+            });
+        }
         let reloads = Gauge::default();
         let scale_events = Family::<DirectionLabels, Counter>::default();
         registry.register(
