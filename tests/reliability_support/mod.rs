@@ -256,3 +256,12 @@ pub fn upstream_ready(env: &Env, policy: &str, n: usize) -> bool {
     let ports = env.upstream_ports(policy);
     ports.len() == n && ports.iter().all(|p| port_ready(*p))
 }
+
+/// Waits until the listen address answers 200 ten times in a row: the config on disk can
+/// be ahead of the workers while a reload is still in progress.
+pub fn wait_lb_serving(env: &Env) -> bool {
+    time_until(Duration::from_secs(10), || {
+        (0..10).all(|_| matches!(http_get(env.lb_addr(), "/"), Ok((200, _))))
+    })
+    .is_some()
+}
