@@ -40,7 +40,8 @@ fn assert_no_failure(env: &Env, what: &str, report: &serde_json::Value) {
     let log = std::fs::read_to_string(env.nginx_prefix().join("error.log")).unwrap_or_default();
     let tail: Vec<&str> = log.lines().rev().take(30).collect();
     assert_eq!(
-        report["failed"], 0,
+        report["failed"],
+        0,
         "{what}: failed requests: {report}\nnginx error.log (last lines, newest first):\n{}",
         tail.join("\n")
     );
@@ -119,7 +120,10 @@ fn rolling_update_under_load_never_drops_below_the_ready_count_and_fails_no_requ
     print_scenario("rolling update (3 replicas)", &report, took);
     assert!(samples > 20, "sampler ran: {samples}");
     assert!(min_listed >= 3, "upstream dropped to {min_listed} servers");
-    assert!(min_ready >= 3, "ready upstream servers dropped to {min_ready}");
+    assert!(
+        min_ready >= 3,
+        "ready upstream servers dropped to {min_ready}"
+    );
     assert_no_failure(&env, "rolling update", &report);
 }
 
@@ -148,7 +152,11 @@ fn twenty_policy_edits_in_ten_seconds_coalesce_reloads_and_fail_no_request() {
         if i % 5 == 4 {
             o.min = if o.min == 2 { 3 } else { 2 };
         }
-        let algorithm = if i % 2 == 0 { "round_robin" } else { "least_conn" };
+        let algorithm = if i % 2 == 0 {
+            "round_robin"
+        } else {
+            "least_conn"
+        };
         env.write_policy_text(
             &env.policy_yaml(&o)
                 .replace("algorithm: least_conn", &format!("algorithm: {algorithm}")),
@@ -160,9 +168,7 @@ fn twenty_policy_edits_in_ten_seconds_coalesce_reloads_and_fail_no_request() {
     // The last edit (i = 19) leaves least_conn and min 2 (toggled 4 times).
     let converged = time_until(Duration::from_secs(20), || {
         upstream_ready(&env, &o.name, o.min as usize)
-            && env
-                .nginx_conf()
-                .is_some_and(|c| c.contains("least_conn;"))
+            && env.nginx_conf().is_some_and(|c| c.contains("least_conn;"))
             && owned(&env).len() == o.min as usize
     });
     let reloads_after = daemon_metric(daemon.api, "autoscaler_nginx_reloads").unwrap_or(0.0);
@@ -261,7 +267,11 @@ fn docker_kill_of_one_replica_is_replaced_and_clients_see_no_failure() {
         victim.name,
         replaced.as_secs_f64()
     );
-    print_scenario("docker kill of 1 of 3 replicas", &report, started.elapsed().min(replaced));
+    print_scenario(
+        "docker kill of 1 of 3 replicas",
+        &report,
+        started.elapsed().min(replaced),
+    );
     let problems = convergence_problems(&env, &o.name, 3, None, o.range);
     assert!(problems.is_empty(), "{problems:#?}");
     assert_no_failure(&env, "docker kill", &report);

@@ -265,3 +265,68 @@ pub fn wait_lb_serving(env: &Env) -> bool {
     })
     .is_some()
 }
+
+/// Like `Env::spawn_daemon`, with extra environment variables (e.g. `DOCKER_HOST`).
+pub fn spawn_daemon_with(
+    env: &Env,
+    api_port: u16,
+    vars: &[(&str, &str)],
+) -> crate::support::Daemon {
+    let policy = env.policy_path();
+    let listen = format!("127.0.0.1:{api_port}");
+    let log_path = env.dir.path().join(format!("daemon-{api_port}.log"));
+    let log = std::fs::File::create(&log_path).expect("daemon log");
+    let mut cmd = env.command(&[
+        "run",
+        "-f",
+        policy.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--interval",
+        "500ms",
+    ]);
+    cmd.env("AUTOSCALER_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    crate::support::Daemon {
+        child: Some(cmd.spawn().expect("spawn daemon")),
+        api: listen.parse().unwrap(),
+        log: log_path,
+    }
+}
+
+/// Kills nginx workers that hold files under the test's nginx prefix but whose master is
+/// gone (a `kill -9`ed master leaves them serving; the shared fixture only stops masters).
+pub struct OrphanReaper(pub PathBuf);
+
+impl Drop for OrphanReaper {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if !cmd.starts_with("nginx: worker") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+            let holds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|fds| {
+                    fds.flatten()
+                        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                        .any(|t| t.starts_with(&self.0))
+                })
+                .unwrap_or(false);
+            if holds && ppid == Some(1) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+    }
+}
