@@ -436,6 +436,9 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         if mode == Mode::DryRun {
             return Ok(report);
         }
+        // A master killed since `prepare` would otherwise never come back (applies only
+        // write the file when no master runs): restart it on the config in place.
+        self.lb.ensure_running().await?;
         self.sync_upstream_settings(policy).await?;
         self.record_decision(policy, &report, samples, current, &observed, now)
             .await?;

@@ -1,0 +1,278 @@
+//! Zero failed requests under steady load (issue 6 item 1): scale 1 → 10 → 1, a rolling
+//! update, a reload storm, SIGKILL of the daemon mid-scale, and `docker kill` of a replica,
+//! all through the real nginx to real demo containers, with `autoscaler load` as client.
+
+mod reliability_support;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reliability_support::{
+    UpstreamSampler, convergence_problems, daemon_metric, owned, print_scenario, time_until,
+    upstream_ready, wait_lb_serving,
+};
+use support::{Env, assert_exit, spawn_load};
+
+/// Steady client rate of every scenario (the issue asks for at least 200 req/s).
+const RPS: &str = "250";
+
+/// A policy whose replicas answer after 5 ms and whose target is far above the load, so
+/// only `min` drives the count.
+fn steady_opts(env: &Env, min: u32) -> support::PolicyOpts {
+    let mut o = env.opts();
+    o.min = min;
+    o.max = 10;
+    o.target = 100_000.0;
+    o.args = vec!["--latency-ms".into(), "5".into()];
+    o.drain_timeout = 5;
+    o
+}
+
+fn url(env: &Env) -> String {
+    format!("http://{}/", env.lb_addr())
+}
+
+fn assert_no_failure(env: &Env, what: &str, report: &serde_json::Value) {
+    assert!(
+        report["sent"].as_u64().unwrap_or(0) > 1000,
+        "{what}: load too small: {report}"
+    );
+    let log = std::fs::read_to_string(env.nginx_prefix().join("error.log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    assert_eq!(
+        report["failed"],
+        0,
+        "{what}: failed requests: {report}\nnginx error.log (last lines, newest first):\n{}",
+        tail.join("\n")
+    );
+}
+
+#[test]
+fn scale_1_to_10_to_1_under_load_fails_no_request() {
+    let Some(env) = Env::new("rl_scale", 22000) else {
+        return;
+    };
+    let mut o = steady_opts(&env, 1);
+    env.write_policy(&o);
+    assert_exit(&env.reconcile(), 0, "initial pass");
+    let load = spawn_load(&env, &url(&env), &["--rps", RPS, "--duration", "14s"]);
+    std::thread::sleep(Duration::from_millis(1000));
+
+    let started = Instant::now();
+    o.min = 10;
+    env.write_policy(&o);
+    assert_exit(&env.reconcile(), 0, "scale to 10");
+    let up = started.elapsed();
+    assert!(upstream_ready(&env, &o.name, 10), "{:?}", owned(&env));
+    std::thread::sleep(Duration::from_millis(1000));
+
+    let started = Instant::now();
+    o.min = 1;
+    env.write_policy(&o);
+    assert_exit(&env.reconcile(), 0, "scale to 1");
+    let down = started.elapsed();
+    let problems = convergence_problems(&env, &o.name, 1, None, o.range);
+    assert!(problems.is_empty(), "{problems:#?}");
+
+    let report = load.join().unwrap();
+    eprintln!(
+        "scale 1→10 took {:.2} s, 10→1 took {:.2} s",
+        up.as_secs_f64(),
+        down.as_secs_f64()
+    );
+    print_scenario("scale 1→10→1", &report, up + down);
+    assert_no_failure(&env, "scale 1→10→1", &report);
+}
+
+#[test]
+fn rolling_update_under_load_never_drops_below_the_ready_count_and_fails_no_request() {
+    let Some(env) = Env::new("rl_roll", 22100) else {
+        return;
+    };
+    let mut o = steady_opts(&env, 3);
+    env.write_policy(&o);
+    assert_exit(&env.reconcile(), 0, "initial pass");
+    let before: Vec<String> = owned(&env).into_iter().map(|c| c.hash).collect();
+    let load = spawn_load(&env, &url(&env), &["--rps", RPS, "--duration", "12s"]);
+    std::thread::sleep(Duration::from_millis(1000));
+
+    let sampler = UpstreamSampler::start(&env, &o.name);
+    let started = Instant::now();
+    o.env = vec![("GENERATION".into(), "2".into())];
+    env.write_policy(&o);
+    assert_exit(&env.reconcile(), 0, "rolling pass");
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(200));
+    let (samples, min_listed, min_ready) = sampler.finish();
+
+    let after = owned(&env);
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert!(
+        after.iter().all(|c| !before.contains(&c.hash)),
+        "every replica rolled: before {before:?}, after {after:?}"
+    );
+    let problems = convergence_problems(&env, &o.name, 3, Some(&after[0].hash), o.range);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let report = load.join().unwrap();
+    eprintln!(
+        "rolling update: {samples} upstream samples, fewest servers {min_listed}, fewest ready {min_ready}"
+    );
+    print_scenario("rolling update (3 replicas)", &report, took);
+    assert!(samples > 20, "sampler ran: {samples}");
+    assert!(min_listed >= 3, "upstream dropped to {min_listed} servers");
+    assert!(
+        min_ready >= 3,
+        "ready upstream servers dropped to {min_ready}"
+    );
+    assert_no_failure(&env, "rolling update", &report);
+}
+
+#[test]
+fn twenty_policy_edits_in_ten_seconds_coalesce_reloads_and_fail_no_request() {
+    let Some(env) = Env::new("rl_storm", 22200) else {
+        return;
+    };
+    let mut o = steady_opts(&env, 2);
+    env.write_policy(&o);
+    let daemon = env.spawn_daemon(22290, &[]);
+    assert!(
+        time_until(Duration::from_secs(20), || upstream_ready(&env, &o.name, 2)).is_some(),
+        "daemon brought up 2 replicas: {}",
+        daemon.log_text()
+    );
+    assert!(wait_lb_serving(&env), "nginx serves the replicas");
+    let reloads_before = daemon_metric(daemon.api, "autoscaler_nginx_reloads").unwrap_or(0.0);
+    let load = spawn_load(&env, &url(&env), &["--rps", RPS, "--duration", "14s"]);
+    std::thread::sleep(Duration::from_millis(1000));
+
+    let started = Instant::now();
+    let mut edits = 0;
+    for i in 0..20u32 {
+        // Every edit changes the rendered config (algorithm); every fifth also the count.
+        if i % 5 == 4 {
+            o.min = if o.min == 2 { 3 } else { 2 };
+        }
+        let algorithm = if i % 2 == 0 {
+            "round_robin"
+        } else {
+            "least_conn"
+        };
+        env.write_policy_text(
+            &env.policy_yaml(&o)
+                .replace("algorithm: least_conn", &format!("algorithm: {algorithm}")),
+        );
+        edits += 1;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let edit_secs = started.elapsed();
+    // The last edit (i = 19) leaves least_conn and min 2 (toggled 4 times).
+    let converged = time_until(Duration::from_secs(20), || {
+        upstream_ready(&env, &o.name, o.min as usize)
+            && env.nginx_conf().is_some_and(|c| c.contains("least_conn;"))
+            && owned(&env).len() == o.min as usize
+    });
+    let reloads_after = daemon_metric(daemon.api, "autoscaler_nginx_reloads").unwrap_or(0.0);
+    let report = load.join().unwrap();
+    let reloads = reloads_after - reloads_before;
+    eprintln!(
+        "reload storm: {edits} edits in {:.1} s, {reloads} nginx reloads",
+        edit_secs.as_secs_f64()
+    );
+    let converged = converged.unwrap_or_else(|| panic!("not converged: {}", daemon.log_text()));
+    print_scenario("reload storm (20 edits/10 s)", &report, converged);
+    let problems = convergence_problems(&env, &o.name, o.min as usize, None, o.range);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(reloads >= 1.0, "the edits reached nginx");
+    // 20 config edits plus 4 count changes (each one upstream change) at most.
+    assert!(reloads <= 30.0, "reloads not coalesced: {reloads}");
+    assert_no_failure(&env, "reload storm", &report);
+}
+
+#[test]
+fn sigkill_of_the_daemon_mid_scale_is_not_seen_by_clients_and_a_restart_converges() {
+    let Some(env) = Env::new("rl_sigkill", 22300) else {
+        return;
+    };
+    let mut o = steady_opts(&env, 1);
+    env.write_policy(&o);
+    let mut first = env.spawn_daemon(22390, &[]);
+    assert!(
+        time_until(Duration::from_secs(20), || upstream_ready(&env, &o.name, 1)).is_some(),
+        "{}",
+        first.log_text()
+    );
+    assert!(wait_lb_serving(&env), "nginx serves the replica");
+    let load = spawn_load(&env, &url(&env), &["--rps", RPS, "--duration", "16s"]);
+    std::thread::sleep(Duration::from_millis(1000));
+
+    let started = Instant::now();
+    o.min = 6;
+    env.write_policy(&o);
+    // Mid-scale: some new containers exist, the upstream does not hold them all yet.
+    let mid = time_until(Duration::from_secs(15), || owned(&env).len() >= 3);
+    let containers_at_kill = owned(&env).len();
+    let upstream_at_kill = env.upstream_ports(&o.name).len();
+    first.kill9();
+    assert!(mid.is_some(), "scale-up started: {}", first.log_text());
+    let second = env.spawn_daemon(22391, &[]);
+    let converged = time_until(Duration::from_secs(30), || {
+        upstream_ready(&env, &o.name, 6) && owned(&env).len() == 6
+    });
+    let converged = converged.unwrap_or_else(|| panic!("not converged: {}", second.log_text()));
+    let total = started.elapsed();
+    let problems = convergence_problems(&env, &o.name, 6, None, o.range);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let report = load.join().unwrap();
+    eprintln!(
+        "daemon SIGKILLed with {containers_at_kill} containers / {upstream_at_kill} in the upstream; restart converged in {:.2} s",
+        converged.as_secs_f64()
+    );
+    print_scenario("SIGKILL daemon mid-scale 1→6 + restart", &report, total);
+    assert_no_failure(&env, "SIGKILL of the daemon", &report);
+}
+
+#[test]
+fn docker_kill_of_one_replica_is_replaced_and_clients_see_no_failure() {
+    let Some(env) = Env::new("rl_dkill", 22400) else {
+        return;
+    };
+    let o = steady_opts(&env, 3);
+    env.write_policy(&o);
+    let daemon = env.spawn_daemon(22490, &[]);
+    assert!(
+        time_until(Duration::from_secs(20), || upstream_ready(&env, &o.name, 3)).is_some(),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(wait_lb_serving(&env), "nginx serves the replicas");
+    let load = spawn_load(&env, &url(&env), &["--rps", RPS, "--duration", "10s"]);
+    std::thread::sleep(Duration::from_millis(2000));
+    let victim = owned(&env)[0].clone();
+    let started = Instant::now();
+    let kill = std::process::Command::new("docker")
+        .args(["kill", &victim.id])
+        .output()
+        .unwrap();
+    assert!(kill.status.success());
+    let replaced = time_until(Duration::from_secs(20), || {
+        let now = owned(&env);
+        now.len() == 3
+            && now.iter().all(|c| c.running && c.id != victim.id)
+            && upstream_ready(&env, &o.name, 3)
+    });
+    let replaced = replaced.unwrap_or_else(|| panic!("not replaced: {}", daemon.log_text()));
+    let report = load.join().unwrap();
+    eprintln!(
+        "docker kill {}: replaced and back in the upstream in {:.2} s",
+        victim.name,
+        replaced.as_secs_f64()
+    );
+    print_scenario(
+        "docker kill of 1 of 3 replicas",
+        &report,
+        started.elapsed().min(replaced),
+    );
+    let problems = convergence_problems(&env, &o.name, 3, None, o.range);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_no_failure(&env, "docker kill", &report);
+}

@@ -1,0 +1,332 @@
+//! Helpers shared by the reliability suite (issue 6): scenario figures, convergence
+//! checks against the real engine and nginx, and an upstream sampler.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::support::{Env, http_get};
+
+/// Prints the figures the closing note collects, in one fixed format.
+pub fn print_scenario(name: &str, report: &serde_json::Value, converged: Duration) {
+    eprintln!(
+        "{name}: sent {} failed {} retried {} converged in {:.2} s",
+        report["sent"],
+        report["failed"],
+        report["retried"],
+        converged.as_secs_f64()
+    );
+}
+
+/// One owned container as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owned {
+    pub id: String,
+    pub name: String,
+    pub running: bool,
+    pub port: u16,
+    pub hash: String,
+}
+
+/// Every container of the test's instance, with the labels the operator wrote.
+pub fn owned(env: &Env) -> Vec<Owned> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--filter",
+            &format!("label=autoscaler.dev/instance={}", env.instance),
+            "--format",
+            "{{.ID}} {{.Names}} {{.State}} {{.Label \"autoscaler.dev/host-port\"}} {{.Label \"autoscaler.dev/template-hash\"}}",
+        ])
+        .output()
+        .expect("docker ps");
+    let mut rows: Vec<Owned> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(Owned {
+                id: f.first()?.to_string(),
+                name: f.get(1)?.to_string(),
+                running: *f.get(2)? == "running",
+                port: f.get(3)?.parse().unwrap_or(0),
+                hash: f.get(4).unwrap_or(&"").to_string(),
+            })
+        })
+        .collect();
+    rows.sort_by_key(|o| o.port);
+    rows
+}
+
+/// `nginx -t` on the live config of the managed prefix: Ok or nginx's stderr.
+pub fn nginx_t(env: &Env) -> Result<(), String> {
+    let prefix = env.nginx_prefix();
+    let out = Command::new("nginx")
+        .arg("-t")
+        .arg("-q")
+        .arg("-p")
+        .arg(&prefix)
+        .arg("-c")
+        .arg(prefix.join("nginx.conf"))
+        .arg("-e")
+        .arg(prefix.join("error.log"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// True when `GET /healthz` on the replica port answers 200.
+pub fn port_ready(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    matches!(http_get(addr, "/healthz"), Ok((200, _)))
+}
+
+/// True when something accepts TCP connections on the loopback port.
+pub fn port_open(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+/// Everything that must hold after a converged pass; returns what does not.
+///
+/// - every container of the instance runs, has the expected template hash (when given)
+///   and sits in the upstream (no orphan); their number is `desired`;
+/// - the upstream holds exactly those ports and each answers its readiness probe;
+/// - no port of `range` outside the upstream accepts connections (no leaked port);
+/// - the live config passes `nginx -t`, and an nginx master runs it.
+pub fn convergence_problems(
+    env: &Env,
+    policy: &str,
+    desired: usize,
+    hash: Option<&str>,
+    range: (u16, u16),
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let containers = owned(env);
+    let mut upstream = env.upstream_ports(policy);
+    upstream.sort();
+    for c in &containers {
+        if !c.running {
+            problems.push(format!("container {} is not running (orphan)", c.name));
+        }
+        if !upstream.contains(&c.port) {
+            problems.push(format!(
+                "container {} on port {} is not in the upstream {upstream:?} (orphan)",
+                c.name, c.port
+            ));
+        }
+        if let Some(h) = hash
+            && c.hash != h
+        {
+            problems.push(format!("container {} has template hash {}", c.name, c.hash));
+        }
+    }
+    if containers.len() != desired {
+        problems.push(format!(
+            "{} containers, desired {desired}: {containers:?}",
+            containers.len()
+        ));
+    }
+    let ports: Vec<u16> = containers.iter().map(|c| c.port).collect();
+    if upstream != ports {
+        problems.push(format!(
+            "upstream {upstream:?} != container ports {ports:?}"
+        ));
+    }
+    for p in &upstream {
+        if !port_ready(*p) {
+            problems.push(format!("upstream port {p} is not ready"));
+        }
+    }
+    for p in range.0..=range.1 {
+        if !upstream.contains(&p) && port_open(p) {
+            problems.push(format!("port {p} is open but not in the upstream (leaked)"));
+        }
+    }
+    if let Err(e) = nginx_t(env) {
+        problems.push(format!("nginx -t fails: {e}"));
+    }
+    if env.nginx_master_pid().is_none() {
+        problems.push("no nginx master runs".to_owned());
+    }
+    problems
+}
+
+/// Samples the live upstream of one policy every few milliseconds in a thread.
+pub struct UpstreamSampler {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<(usize, usize, usize)>>,
+}
+
+impl UpstreamSampler {
+    /// Starts sampling `<prefix>/nginx.conf`; each sample also probes the ports' readiness.
+    pub fn start(env: &Env, policy: &str) -> Self {
+        let conf: PathBuf = env.nginx_prefix().join("nginx.conf");
+        let policy = policy.to_owned();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut samples, mut min_listed, mut min_ready) = (0, usize::MAX, usize::MAX);
+            while !flag.load(Ordering::Relaxed) {
+                let text = std::fs::read_to_string(&conf).unwrap_or_default();
+                let ports: Vec<u16> = autoscaler::nginx::parse_upstreams(&text)
+                    .get(&policy)
+                    .map(|s| s.iter().map(|a| a.port()).collect())
+                    .unwrap_or_default();
+                let ready = ports.iter().filter(|p| port_ready(**p)).count();
+                samples += 1;
+                min_listed = min_listed.min(ports.len());
+                min_ready = min_ready.min(ready);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            (samples, min_listed, min_ready)
+        });
+        Self {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops and returns (samples, fewest upstream servers, fewest ready upstream servers).
+    pub fn finish(mut self) -> (usize, usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .take()
+            .map(|h| h.join().expect("sampler thread"))
+            .unwrap_or((0, 0, 0))
+    }
+}
+
+impl Drop for UpstreamSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A sample value of the daemon's own `/metrics` (text format), summed over label sets.
+pub fn daemon_metric(api: SocketAddr, family: &str) -> Option<f64> {
+    let (code, body) = http_get(api, "/metrics").ok()?;
+    if code != 200 {
+        return None;
+    }
+    let values: Vec<f64> = body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// `GET /healthz` status code of the daemon (0 when it does not answer).
+pub fn healthz(api: SocketAddr) -> u16 {
+    http_get(api, "/healthz").map(|(c, _)| c).unwrap_or(0)
+}
+
+/// Polls until `check` holds, returning how long it took, or None after `timeout`.
+pub fn time_until(timeout: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// Upstream has exactly `n` servers and each answers its readiness probe.
+pub fn upstream_ready(env: &Env, policy: &str, n: usize) -> bool {
+    let ports = env.upstream_ports(policy);
+    ports.len() == n && ports.iter().all(|p| port_ready(*p))
+}
+
+/// Waits until the listen address answers 200 ten times in a row: the config on disk can
+/// be ahead of the workers while a reload is still in progress.
+pub fn wait_lb_serving(env: &Env) -> bool {
+    time_until(Duration::from_secs(10), || {
+        (0..10).all(|_| matches!(http_get(env.lb_addr(), "/"), Ok((200, _))))
+    })
+    .is_some()
+}
+
+/// Like `Env::spawn_daemon`, with extra environment variables (e.g. `DOCKER_HOST`).
+pub fn spawn_daemon_with(
+    env: &Env,
+    api_port: u16,
+    vars: &[(&str, &str)],
+) -> crate::support::Daemon {
+    let policy = env.policy_path();
+    let listen = format!("127.0.0.1:{api_port}");
+    let log_path = env.dir.path().join(format!("daemon-{api_port}.log"));
+    let log = std::fs::File::create(&log_path).expect("daemon log");
+    let mut cmd = env.command(&[
+        "run",
+        "-f",
+        policy.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--interval",
+        "500ms",
+    ]);
+    cmd.env("AUTOSCALER_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    crate::support::Daemon {
+        child: Some(cmd.spawn().expect("spawn daemon")),
+        api: listen.parse().unwrap(),
+        log: log_path,
+    }
+}
+
+/// Kills nginx workers that hold files under the test's nginx prefix but whose master is
+/// gone (a `kill -9`ed master leaves them serving; the shared fixture only stops masters).
+pub struct OrphanReaper(pub PathBuf);
+
+impl Drop for OrphanReaper {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if !cmd.starts_with("nginx: worker") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+            let holds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|fds| {
+                    fds.flatten()
+                        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                        .any(|t| t.starts_with(&self.0))
+                })
+                .unwrap_or(false);
+            if holds && ppid == Some(1) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+    }
+}
