@@ -305,28 +305,6 @@ pub struct OrphanReaper(pub PathBuf);
 
 impl Drop for OrphanReaper {
     fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
-            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if !cmd.starts_with("nginx: worker") {
-                continue;
-            }
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
-            let holds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .map(|fds| {
-                    fds.flatten()
-                        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-                        .any(|t| t.starts_with(&self.0))
-                })
-                .unwrap_or(false);
-            if holds && ppid == Some(1) {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            }
-        }
+        crate::support::reap_orphan_workers(&self.0);
     }
 }

@@ -355,9 +355,38 @@ impl Drop for Env {
                 .enable_all()
                 .build()
         {
-            let lb = autoscaler::lb::ManagedNginx::new(prefix, PathBuf::from("nginx"), 1)
+            let lb = autoscaler::lb::ManagedNginx::new(prefix.clone(), PathBuf::from("nginx"), 1)
                 .with_stop_timeout(Duration::from_secs(3));
             let _ = rt.block_on(autoscaler::lb::LoadBalancer::stop(&lb));
+        }
+        reap_orphan_workers(&prefix);
+    }
+}
+
+/// Kills nginx workers orphaned by a `kill -9`ed master (reparented to pid 1) that still
+/// hold a file under `prefix` open: they would keep this test's listen port.
+pub fn reap_orphan_workers(prefix: &Path) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if !cmd.starts_with("nginx: worker") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        let holds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|fds| {
+                fds.flatten()
+                    .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                    .any(|t| t.starts_with(prefix))
+            })
+            .unwrap_or(false);
+        if holds && ppid == Some(1) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
     }
 }
