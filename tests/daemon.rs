@@ -477,7 +477,7 @@ fn promtool_accepts_metrics_and_the_grafana_dashboard_uses_only_exposed_names() 
     // The example dashboard only queries series this daemon exposes.
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/examples/grafana-dashboard.json"
+        "/examples/ops/grafana-dashboard.json"
     );
     let dashboard: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
