@@ -8,11 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-echo "==> building autoscaler"
-cargo build --release --locked --bin autoscaler
+# One release build serves both: the image's static binaries run on the host too.
 scripts/build-image.sh
 
-bin=target/release/autoscaler
+bin=target/static/x86_64-unknown-linux-gnu/release/autoscaler
 policy=examples/quickstart.yaml
 export AUTOSCALER_STATE_DIR=${AUTOSCALER_STATE_DIR:-.autoscaler}
 log=$AUTOSCALER_STATE_DIR/daemon.log
