@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`profile`]: rate profiles and the open-loop send schedule (pure).
 //! - [`client`]: keep-alive HTTP/1.1 pool with the one safe retry on a closed idle connection.
+//! - `wire`: closed-loop workers' own connections, HTTP/1.1 read in place (same retry rule).
 //! - [`report`]: outcome counting, latency histograms, the per-second timeline, the report.
 //!
 //! Open loop: request `n` leaves at its scheduled time whatever earlier requests are
@@ -13,6 +14,7 @@
 pub mod client;
 pub mod profile;
 pub mod report;
+mod wire;
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -312,6 +314,8 @@ async fn run_closed(
             Arc::clone(&tickets),
         );
         tasks.spawn(async move {
+            let mut session = client.session();
+            let mut batch = Batch::new(&recorder);
             loop {
                 let now = Instant::now();
                 if stop.load(Ordering::Relaxed)
@@ -320,14 +324,8 @@ async fn run_closed(
                 {
                     return;
                 }
-                let second = second_of(start, now);
-                let attempted = client.get().await;
-                let latency = now.elapsed();
-                // One lock per request: a worker's request always finishes (timeout-bounded).
-                with(&recorder, |r| {
-                    r.sent(second);
-                    r.finished(second, attempted.outcome, latency, attempted.retried)
-                });
+                let attempted = session.get().await;
+                batch.push(second_of(start, now), attempted, now);
             }
         });
     }
@@ -345,6 +343,59 @@ async fn run_closed(
         }
     }
     window.unwrap_or_else(|| start.elapsed().min(config.duration))
+}
+
+/// A closed-loop worker's finished requests, handed to the shared recorder in batches.
+///
+/// One lock per [`Batch::CAP`] requests or [`Batch::EVERY`], whichever comes first, instead
+/// of one per request; whatever is left is recorded when the batch is dropped (the worker
+/// ended or was abandoned after the timeout).
+struct Batch<'a> {
+    recorder: &'a Mutex<Recorder>,
+    done: Vec<(u64, client::Attempted, Duration)>,
+    since: Instant,
+}
+
+impl<'a> Batch<'a> {
+    const CAP: usize = 64;
+    const EVERY: Duration = Duration::from_millis(100);
+
+    fn new(recorder: &'a Mutex<Recorder>) -> Batch<'a> {
+        Batch {
+            recorder,
+            done: Vec::with_capacity(Self::CAP),
+            since: Instant::now(),
+        }
+    }
+
+    /// Records a request sent in `second` at `sent_at` that ended now.
+    fn push(&mut self, second: u64, attempted: client::Attempted, sent_at: Instant) {
+        let now = Instant::now();
+        self.done
+            .push((second, attempted, now.duration_since(sent_at)));
+        if self.done.len() >= Self::CAP || now.duration_since(self.since) >= Self::EVERY {
+            self.flush();
+            self.since = now;
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.done.is_empty() {
+            return;
+        }
+        with(self.recorder, |r| {
+            for (second, attempted, latency) in self.done.drain(..) {
+                r.sent(second);
+                r.finished(second, attempted.outcome, latency, attempted.retried);
+            }
+        });
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 /// Waits for in-flight requests; each is bounded by the timeout, so this is too.
