@@ -305,31 +305,82 @@ async fn run_closed(
     let tickets = Arc::new(AtomicU64::new(0));
     let deadline = start + config.duration;
     let max = config.max_requests.unwrap_or(u64::MAX);
-    let mut tasks = JoinSet::new();
-    for _ in 0..concurrency {
+    let worker = {
         let (client, recorder, stop, tickets) = (
             Arc::clone(client),
             Arc::clone(recorder),
             Arc::clone(&stop),
             Arc::clone(&tickets),
         );
-        tasks.spawn(async move {
-            let mut session = client.session();
-            let mut batch = Batch::new(&recorder);
-            loop {
-                let now = Instant::now();
-                if stop.load(Ordering::Relaxed)
-                    || now >= deadline
-                    || tickets.fetch_add(1, Ordering::Relaxed) >= max
-                {
-                    return;
+        move || {
+            let (client, recorder, stop, tickets) = (
+                Arc::clone(&client),
+                Arc::clone(&recorder),
+                Arc::clone(&stop),
+                Arc::clone(&tickets),
+            );
+            async move {
+                let mut session = client.session();
+                let mut batch = Batch::new(&recorder);
+                loop {
+                    let now = Instant::now();
+                    if stop.load(Ordering::Relaxed)
+                        || now >= deadline
+                        || tickets.fetch_add(1, Ordering::Relaxed) >= max
+                    {
+                        return;
+                    }
+                    let attempted = session.get().await;
+                    batch.push(second_of(start, now), attempted, now);
                 }
-                let attempted = session.get().await;
-                batch.push(second_of(start, now), attempted, now);
             }
-        });
+        }
+    };
+    // One single-threaded runtime per core, each with its share of the workers (as wrk
+    // runs one event loop per thread): no work stealing, no cross-thread wake-ups.
+    let mut done = Vec::new();
+    let mut tasks = JoinSet::new();
+    match per_core_runtimes(concurrency) {
+        Some(runtimes) => {
+            let n = runtimes.len();
+            for (i, runtime) in runtimes.into_iter().enumerate() {
+                let share = concurrency / n + usize::from(i < concurrency % n);
+                let workers: Vec<_> = (0..share).map(|_| worker()).collect();
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                done.push(rx);
+                let spawned =
+                    std::thread::Builder::new()
+                        .name(format!("load-{i}"))
+                        .spawn(move || {
+                            runtime.block_on(async move {
+                                let mut set = JoinSet::new();
+                                for w in workers {
+                                    set.spawn(w);
+                                }
+                                while set.join_next().await.is_some() {}
+                            });
+                            drop(tx);
+                        });
+                if let Err(err) = spawned {
+                    tracing::warn!(%err, "cannot start a load thread; running its workers here");
+                    for _ in 0..share {
+                        tasks.spawn(worker());
+                    }
+                }
+            }
+        }
+        None => {
+            for _ in 0..concurrency {
+                tasks.spawn(worker());
+            }
+        }
     }
-    let all_done = async { while tasks.join_next().await.is_some() {} };
+    let all_done = async {
+        while tasks.join_next().await.is_some() {}
+        for rx in done {
+            let _ = rx.await;
+        }
+    };
     tokio::pin!(all_done);
     tokio::pin!(shutdown);
     let mut window = None;
@@ -343,6 +394,25 @@ async fn run_closed(
         }
     }
     window.unwrap_or_else(|| start.elapsed().min(config.duration))
+}
+
+/// One current-thread runtime per available core (at most one per worker), or `None`
+/// when there is one core or a runtime cannot be built (the caller's runtime is used).
+fn per_core_runtimes(concurrency: usize) -> Option<Vec<tokio::runtime::Runtime>> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let n = cores.min(concurrency);
+    if n < 2 {
+        return None;
+    }
+    (0..n)
+        .map(|_| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|err| tracing::warn!(%err, "cannot build a load runtime"))
+                .ok()
+        })
+        .collect()
 }
 
 /// A closed-loop worker's finished requests, handed to the shared recorder in batches.
