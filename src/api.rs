@@ -125,56 +125,27 @@ impl Telemetry {
         let metric_value = Family::default();
         let metric_target = Family::default();
         let reconciles = Family::<ResultLabels, Counter>::default();
-        let reconcile_duration = Family::<PolicyLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ])
-        });
+        let reconcile_duration =
+            Family::<PolicyLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+            });
         let errors = Family::<KindLabels, Counter>::default();
         let reloads = Gauge::default();
         let scale_events = Family::<DirectionLabels, Counter>::default();
-        registry.register(
-            "replicas_desired",
-            "Replicas the scaling decision asks for",
-            desired.clone(),
-        );
+        registry.register("replicas_desired", "Replicas the scaling decision asks for", desired.clone());
         registry.register("replicas_current", "Replicas running", current.clone());
-        registry.register(
-            "replicas_ready",
-            "Replicas ready and in the nginx upstream",
-            ready.clone(),
-        );
-        registry.register(
-            "metric_value",
-            "Metric value per replica",
-            metric_value.clone(),
-        );
-        registry.register(
-            "metric_target",
-            "Metric target per replica",
-            metric_target.clone(),
-        );
-        registry.register(
-            "reconciles",
-            "Reconcile passes by result",
-            reconciles.clone(),
-        );
+        registry.register("replicas_ready", "Replicas ready and in the nginx upstream", ready.clone());
+        registry.register("metric_value", "Metric value per replica", metric_value.clone());
+        registry.register("metric_target", "Metric target per replica", metric_target.clone());
+        registry.register("reconciles", "Reconcile passes by result", reconciles.clone());
         registry.register(
             "reconcile_duration_seconds",
             "Duration of one reconcile pass",
             reconcile_duration.clone(),
         );
         registry.register("errors", "Errors by kind", errors.clone());
-        registry.register(
-            "nginx_reloads",
-            "nginx reloads done by this process",
-            reloads.clone(),
-        );
-        registry.register(
-            "scale_events",
-            "Scale changes by direction",
-            scale_events.clone(),
-        );
+        registry.register("nginx_reloads", "nginx reloads done by this process", reloads.clone());
+        registry.register("scale_events", "Scale changes by direction", scale_events.clone());
         Self {
             registry,
             desired,
@@ -207,15 +178,9 @@ impl Telemetry {
             let labels = PolicyLabels {
                 policy: name.clone(),
             };
-            self.desired
-                .get_or_create(&labels)
-                .set(i64::from(ps.status.desired));
-            self.current
-                .get_or_create(&labels)
-                .set(i64::from(ps.status.current));
-            self.ready
-                .get_or_create(&labels)
-                .set(i64::from(ps.status.ready));
+            self.desired.get_or_create(&labels).set(i64::from(ps.status.desired));
+            self.current.get_or_create(&labels).set(i64::from(ps.status.current));
+            self.ready.get_or_create(&labels).set(i64::from(ps.status.ready));
             for m in &ps.status.metrics {
                 let labels = MetricLabels {
                     policy: name.clone(),
@@ -280,11 +245,7 @@ async fn healthz(AxumState(t): AxumState<Arc<Telemetry>>) -> Response {
     if t.docker_ok.load(Ordering::Relaxed) {
         (StatusCode::OK, "ok\n").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "docker engine unreachable\n",
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, "docker engine unreachable\n").into_response()
     }
 }
 
@@ -313,14 +274,8 @@ mod tests {
             })
             .set(3);
         let text = t.encode();
-        assert!(
-            text.contains("autoscaler_reconciles_total{policy=\"web\",result=\"converged\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("autoscaler_replicas_desired{policy=\"web\"} 3"),
-            "{text}"
-        );
+        assert!(text.contains("autoscaler_reconciles_total{policy=\"web\",result=\"converged\"} 1"), "{text}");
+        assert!(text.contains("autoscaler_replicas_desired{policy=\"web\"} 3"), "{text}");
         assert!(!text.contains("_total_total"));
         assert!(text.trim_end().ends_with("# EOF"));
     }

@@ -32,9 +32,7 @@ pub fn point(when: &str, step: &Step) {
     let Ok(spec) = std::env::var(FAULT_ENV) else {
         return;
     };
-    if matches(&spec, when, step_kind(step), || {
-        HITS.fetch_add(1, Ordering::SeqCst) + 1
-    }) {
+    if matches(&spec, when, step_kind(step), || HITS.fetch_add(1, Ordering::SeqCst) + 1) {
         eprintln!("autoscaler: injected fault {spec}: aborting");
         std::process::abort();
     }

@@ -156,11 +156,12 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         settings: OperatorSettings,
     ) -> Result<Self, ReconcileError> {
         let state = state_dir.load()?;
-        let scraper =
-            Scraper::new(settings.scrape_timeout).map_err(|e| ReconcileError::InvalidPolicy {
+        let scraper = Scraper::new(settings.scrape_timeout).map_err(|e| {
+            ReconcileError::InvalidPolicy {
                 policy: String::new(),
                 message: e.to_string(),
-            })?;
+            }
+        })?;
         Ok(Self {
             runtime,
             lb,
@@ -197,10 +198,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         let name = &policy.metadata.name;
         let settings = settings_of(policy);
         let mut table = self.upstreams.lock().await;
-        let servers = table
-            .get(name)
-            .map(|u| u.servers.clone())
-            .unwrap_or_default();
+        let servers = table.get(name).map(|u| u.servers.clone()).unwrap_or_default();
         let Some(mut wanted) = upstream_from_settings(name, &settings, &BTreeMap::new()) else {
             return Err(ReconcileError::InvalidPolicy {
                 policy: name.clone(),
@@ -229,13 +227,8 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         match errors {
             None => {
                 for ps in state.policies.values_mut() {
-                    ps.status.set_condition(
-                        "PolicyValid",
-                        true,
-                        "Loaded",
-                        "policy files are valid",
-                        now,
-                    );
+                    ps.status
+                        .set_condition("PolicyValid", true, "Loaded", "policy files are valid", now);
                 }
             }
             Some(message) => {
@@ -278,13 +271,8 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         let now = now_ms();
         let mut state = self.state.lock().await;
         if let Some(ps) = state.policies.get_mut(name) {
-            ps.status.set_condition(
-                "AbleToScale",
-                false,
-                "ReconcileFailed",
-                &error.to_string(),
-                now,
-            );
+            ps.status
+                .set_condition("AbleToScale", false, "ReconcileFailed", &error.to_string(), now);
         }
         if let Err(e) = self.state_dir.save(&state) {
             tracing::warn!(error = %e, "cannot save state");
@@ -347,10 +335,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
     }
 
     /// Records which file each policy came from (prune bookkeeping).
-    pub async fn record_sources(
-        &self,
-        sources: &[(String, PathBuf)],
-    ) -> Result<(), ReconcileError> {
+    pub async fn record_sources(&self, sources: &[(String, PathBuf)]) -> Result<(), ReconcileError> {
         let mut state = self.state.lock().await;
         for (name, file) in sources {
             state.policies.entry(name.clone()).or_default().source_file = file.clone();
@@ -376,19 +361,13 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
     }
 
     /// Observes, decides, plans and (in apply mode) executes one policy.
-    pub async fn reconcile(
-        &self,
-        policy: &ScalingPolicy,
-        mode: Mode,
-    ) -> Result<PolicyReport, ReconcileError> {
+    pub async fn reconcile(&self, policy: &ScalingPolicy, mode: Mode) -> Result<PolicyReport, ReconcileError> {
         let name = policy.metadata.name.clone();
         let now = now_ms();
         let observed = self.observe(policy).await?;
         let alive: Vec<&(Replica, bool)> = observed
             .iter()
-            .filter(|(r, ready)| {
-                r.running && (*ready || age_seconds(r, now) <= readiness_timeout(policy))
-            })
+            .filter(|(r, ready)| r.running && (*ready || age_seconds(r, now) <= readiness_timeout(policy)))
             .collect();
         let (history, previous) = {
             let state = self.state.lock().await;
@@ -408,9 +387,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             history: &history,
             now_ms: now,
         });
-        let plan = self
-            .plan_for(policy, decision.desired, &observed, now)
-            .await;
+        let plan = self.plan_for(policy, decision.desired, &observed, now).await;
         let mut report = PolicyReport {
             policy: name.clone(),
             decision: Some(decision),
@@ -422,8 +399,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             return Ok(report);
         }
         self.sync_upstream_settings(policy).await?;
-        self.record_decision(policy, &report, samples, current, &observed, now)
-            .await?;
+        self.record_decision(policy, &report, samples, current, &observed, now).await?;
         self.execute(policy, &mut report).await;
         self.finish_status(&name, &report).await?;
         Ok(report)
@@ -431,12 +407,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
 
     /// Plans the removal of a policy (`down`, or a policy removed from its file) and, in
     /// apply mode, executes it and forgets the policy.
-    pub async fn remove_policy(
-        &self,
-        name: &str,
-        drain_timeout: Duration,
-        mode: Mode,
-    ) -> Result<PolicyReport, ReconcileError> {
+    pub async fn remove_policy(&self, name: &str, drain_timeout: Duration, mode: Mode) -> Result<PolicyReport, ReconcileError> {
         let all = self.runtime.list().await?;
         let live = self.live_upstreams().await?;
         let observed: Vec<ObservedReplica> = all
@@ -543,10 +514,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         ports
     }
 
-    async fn observe(
-        &self,
-        policy: &ScalingPolicy,
-    ) -> Result<Vec<(Replica, bool)>, ReconcileError> {
+    async fn observe(&self, policy: &ScalingPolicy) -> Result<Vec<(Replica, bool)>, ReconcileError> {
         let name = &policy.metadata.name;
         let replicas: Vec<Replica> = self
             .runtime
@@ -561,9 +529,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 return false;
             }
             match replica_addr(&r.host_ip, r.host_port) {
-                Some(addr) => {
-                    runtime::probe::probe_once(addr, path, self.settings.probe_timeout).await
-                }
+                Some(addr) => runtime::probe::probe_once(addr, path, self.settings.probe_timeout).await,
                 None => false,
             }
         });
@@ -620,15 +586,13 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                         MetricReading::PerReplica(values)
                     }
                 }
-                MetricSpec::Prometheus(m) => {
-                    match self.scraper.prometheus_query(&m.url, &m.query).await {
-                        Ok(total) => MetricReading::Total(total),
-                        Err(e) => {
-                            tracing::warn!(policy = %policy.metadata.name, error = %e, "prometheus query failed");
-                            MetricReading::Unavailable(e.to_string())
-                        }
+                MetricSpec::Prometheus(m) => match self.scraper.prometheus_query(&m.url, &m.query).await {
+                    Ok(total) => MetricReading::Total(total),
+                    Err(e) => {
+                        tracing::warn!(policy = %policy.metadata.name, error = %e, "prometheus query failed");
+                        MetricReading::Unavailable(e.to_string())
                     }
-                }
+                },
             };
             inputs.push(MetricInput {
                 name: spec.display_name(),
@@ -639,13 +603,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         (inputs, samples)
     }
 
-    async fn plan_for(
-        &self,
-        policy: &ScalingPolicy,
-        desired: u32,
-        observed: &[(Replica, bool)],
-        now: u64,
-    ) -> Plan {
+    async fn plan_for(&self, policy: &ScalingPolicy, desired: u32, observed: &[(Replica, bool)], now: u64) -> Plan {
         let hash = plan::template_hash(policy);
         let observed: Vec<ObservedReplica> = observed
             .iter()
@@ -696,8 +654,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             let ps: &mut PolicyState = state.policies.entry(name.clone()).or_default();
             ps.history.record(decision, now, &policy.spec.behavior);
             // Keep samples only for replicas that still exist (no unbounded growth).
-            ps.samples
-                .retain(|id, _| observed.iter().any(|(r, _)| &r.id == id));
+            ps.samples.retain(|id, _| observed.iter().any(|(r, _)| &r.id == id));
             ps.samples.extend(samples);
             let status = &mut ps.status;
             status.desired = decision.desired;
@@ -715,11 +672,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             status.set_condition(
                 "ScalingActive",
                 decision.metrics_available,
-                if decision.metrics_available {
-                    "ValidMetricFound"
-                } else {
-                    "FailedGetMetrics"
-                },
+                if decision.metrics_available { "ValidMetricFound" } else { "FailedGetMetrics" },
                 &decision.reason,
                 now,
             );
@@ -727,11 +680,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             status.set_condition(
                 "ScalingLimited",
                 limited,
-                if limited {
-                    "DesiredWithinRangeLimited"
-                } else {
-                    "DesiredWithinRange"
-                },
+                if limited { "DesiredWithinRangeLimited" } else { "DesiredWithinRange" },
                 &decision
                     .limit
                     .as_ref()
@@ -740,11 +689,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 now,
             );
             if decision.desired != current {
-                let kind = if decision.desired > current {
-                    "ScaledUp"
-                } else {
-                    "ScaledDown"
-                };
+                let kind = if decision.desired > current { "ScaledUp" } else { "ScaledDown" };
                 status.last_scale_ms = Some(now);
                 status.last_scale_reason = Some(decision.reason.clone());
                 events.push(Event {
@@ -782,20 +727,8 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             ps.status.ready = in_upstream as u32;
             ps.status.last_reconcile_ms = now;
             match &report.error {
-                None => ps.status.set_condition(
-                    "AbleToScale",
-                    true,
-                    "Converged",
-                    "every planned step succeeded",
-                    now,
-                ),
-                Some((step, e)) => ps.status.set_condition(
-                    "AbleToScale",
-                    false,
-                    "StepFailed",
-                    &format!("{step}: {e}"),
-                    now,
-                ),
+                None => ps.status.set_condition("AbleToScale", true, "Converged", "every planned step succeeded", now),
+                Some((step, e)) => ps.status.set_condition("AbleToScale", false, "StepFailed", &format!("{step}: {e}"), now),
             }
         }
         self.state_dir.save(&state)?;
@@ -885,10 +818,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 let replica = self.runtime.create(&spec).await?;
                 Ok(Some((
                     "ReplicaCreated",
-                    format!(
-                        "{} created on {}:{}",
-                        replica.name, replica.host_ip, replica.host_port
-                    ),
+                    format!("{} created on {}:{}", replica.name, replica.host_ip, replica.host_port),
                 )))
             }
             Step::WaitReady { name, host_port } => {
@@ -936,9 +866,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                     }
                 }
             }
-            Step::Drain {
-                name, host_port, ..
-            } => {
+            Step::Drain { name, host_port, .. } => {
                 let addr = addr_or_invalid(&ctx.policy, &ctx.host_ip, *host_port)?;
                 let waited = self.drain(addr, &ctx.metrics_path, ctx.drain_timeout).await;
                 tracing::debug!(replica = %name, ?waited, "drained");
@@ -950,10 +878,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             }
             Step::Remove { id, name, reason } => {
                 self.runtime.remove(id).await?;
-                Ok(Some((
-                    "ReplicaRemoved",
-                    format!("{name} removed ({reason})"),
-                )))
+                Ok(Some(("ReplicaRemoved", format!("{name} removed ({reason})"))))
             }
         }
     }
@@ -980,25 +905,11 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         start.elapsed()
     }
 
-    async fn pick_port(
-        &self,
-        policy: &ScalingPolicy,
-        planned: u16,
-        planned_name: &str,
-    ) -> Result<(u16, String), ReconcileError> {
-        let host_ip: IpAddr =
-            policy
-                .spec
-                .ports
-                .host_ip
-                .parse()
-                .map_err(|_| ReconcileError::InvalidPolicy {
-                    policy: policy.metadata.name.clone(),
-                    message: format!(
-                        "hostIp {:?} is not an IP address",
-                        policy.spec.ports.host_ip
-                    ),
-                })?;
+    async fn pick_port(&self, policy: &ScalingPolicy, planned: u16, planned_name: &str) -> Result<(u16, String), ReconcileError> {
+        let host_ip: IpAddr = policy.spec.ports.host_ip.parse().map_err(|_| ReconcileError::InvalidPolicy {
+            policy: policy.metadata.name.clone(),
+            message: format!("hostIp {:?} is not an IP address", policy.spec.ports.host_ip),
+        })?;
         let (first, last) = policy.spec.ports.parsed_range().unwrap_or((1, 0));
         let used: BTreeSet<u16> = self
             .runtime
@@ -1013,14 +924,13 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         {
             return Ok((planned, planned_name.to_owned()));
         }
-        let port =
-            runtime::ports::first_free_port(host_ip, (first, last), &used).ok_or_else(|| {
-                ReconcileError::NoFreePort {
-                    policy: policy.metadata.name.clone(),
-                    range: policy.spec.ports.range.clone(),
-                    host_ip: policy.spec.ports.host_ip.clone(),
-                }
-            })?;
+        let port = runtime::ports::first_free_port(host_ip, (first, last), &used).ok_or_else(|| {
+            ReconcileError::NoFreePort {
+                policy: policy.metadata.name.clone(),
+                range: policy.spec.ports.range.clone(),
+                host_ip: policy.spec.ports.host_ip.clone(),
+            }
+        })?;
         Ok((port, plan::replica_name(&policy.metadata.name, port)))
     }
 }
@@ -1035,11 +945,7 @@ struct ExecContext {
     spec: Option<ScalingPolicy>,
 }
 
-fn replica_spec(
-    policy: &ScalingPolicy,
-    name: &str,
-    port: u16,
-) -> Result<ReplicaSpec, ReconcileError> {
+fn replica_spec(policy: &ScalingPolicy, name: &str, port: u16) -> Result<ReplicaSpec, ReconcileError> {
     let template = &policy.spec.template;
     let memory_bytes = match &template.resources.memory {
         Some(text) => Some(
@@ -1107,11 +1013,7 @@ fn ports_of(servers: Option<&Vec<SocketAddr>>) -> Vec<u16> {
 fn replica_addr(host_ip: &str, port: u16) -> Option<SocketAddr> {
     let ip: IpAddr = host_ip.parse().ok()?;
     // A replica published on 0.0.0.0 is reached on loopback.
-    let ip = if ip.is_unspecified() {
-        IpAddr::from([127, 0, 0, 1])
-    } else {
-        ip
-    };
+    let ip = if ip.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { ip };
     Some(SocketAddr::new(ip, port))
 }
 
@@ -1123,9 +1025,7 @@ fn addr_or_invalid(policy: &str, host_ip: &str, port: u16) -> Result<SocketAddr,
 }
 
 fn age_seconds(r: &Replica, now_ms: u64) -> u64 {
-    let created_ms = u64::try_from(r.created_unix)
-        .unwrap_or(0)
-        .saturating_mul(1000);
+    let created_ms = u64::try_from(r.created_unix).unwrap_or(0).saturating_mul(1000);
     now_ms.saturating_sub(created_ms) / 1000
 }
 

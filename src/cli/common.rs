@@ -116,9 +116,10 @@ impl OperatorArgs {
                 self.nginx_workers,
             )),
             NginxMode::External => {
-                let config = self.nginx_config.clone().ok_or_else(|| {
-                    anyhow::anyhow!("--nginx-config is required in external mode")
-                })?;
+                let config = self
+                    .nginx_config
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("--nginx-config is required in external mode"))?;
                 let command: Vec<String> = self
                     .nginx_reload_command
                     .as_deref()
@@ -164,14 +165,9 @@ pub fn source_files(policies: &[LoadedPolicy], args: &PolicyArgs) -> Vec<PathBuf
         if path.is_file() {
             files.push(path.clone());
         } else if let Ok(entries) = std::fs::read_dir(path) {
-            files.extend(
-                entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| {
-                        matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-                    }),
-            );
+            files.extend(entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| {
+                matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+            }));
         }
     }
     files.sort();

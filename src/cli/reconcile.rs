@@ -92,10 +92,7 @@ pub fn print_report(report: &PolicyReport) -> bool {
     }
     if let Some((step, e)) = &report.error {
         println!("{}: FAILED {step}: {e}", report.policy);
-        println!(
-            "{}: the next pass resumes from what it observes",
-            report.policy
-        );
+        println!("{}: the next pass resumes from what it observes", report.policy);
         return false;
     }
     if report.plan.is_empty() {

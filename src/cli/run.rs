@@ -57,7 +57,10 @@ pub fn run(args: Args) -> ExitCode {
     code
 }
 
-async fn daemon(args: Args, initial: (Vec<crate::loader::LoadedPolicy>, Vec<PathBuf>)) -> ExitCode {
+async fn daemon(
+    args: Args,
+    initial: (Vec<crate::loader::LoadedPolicy>, Vec<PathBuf>),
+) -> ExitCode {
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
     let telemetry = Arc::new(Telemetry::new());
@@ -114,10 +117,8 @@ async fn daemon(args: Args, initial: (Vec<crate::loader::LoadedPolicy>, Vec<Path
 }
 
 async fn connect_with_retry(instance: &str, shutdown: &CancellationToken) -> Option<DockerRuntime> {
-    let mut backoff = crate::controller::backoff::Backoff::new(
-        Duration::from_millis(250),
-        Duration::from_secs(10),
-    );
+    let mut backoff =
+        crate::controller::backoff::Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     loop {
         match DockerRuntime::connect(instance).await {
             Ok(rt) => return Some(rt),
@@ -136,10 +137,7 @@ async fn connect_with_retry(instance: &str, shutdown: &CancellationToken) -> Opt
 /// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.
 async fn signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot install signal handlers");
         return;
     };

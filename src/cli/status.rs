@@ -63,13 +63,7 @@ pub fn table(state: &State, events: &[Event]) -> String {
     let mut table = Table::new();
     table.load_style(comfy_table::presets::ASCII_BORDERS_ONLY_CONDENSED);
     table.set_header(vec![
-        "POLICY",
-        "DESIRED",
-        "CURRENT",
-        "READY",
-        "METRIC / TARGET",
-        "CONDITIONS",
-        "LAST EVENT",
+        "POLICY", "DESIRED", "CURRENT", "READY", "METRIC / TARGET", "CONDITIONS", "LAST EVENT",
     ]);
     for (name, ps) in &state.policies {
         let s = &ps.status;
@@ -101,11 +95,7 @@ pub fn table(state: &State, events: &[Event]) -> String {
             s.current.to_string(),
             s.ready.to_string(),
             metrics,
-            if conditions.is_empty() {
-                "ok".to_owned()
-            } else {
-                conditions
-            },
+            if conditions.is_empty() { "ok".to_owned() } else { conditions },
             truncate(&last, 70),
         ]);
     }

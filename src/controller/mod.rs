@@ -85,25 +85,12 @@ pub async fn run<R, L>(
     let (change_tx, mut change_rx) = mpsc::channel(4);
     tasks.spawn(watch_files(config.clone(), change_tx, shutdown.clone()));
     let (event_tx, mut event_rx) = mpsc::channel::<Option<String>>(256);
-    tasks.spawn(watch_docker(
-        op.clone(),
-        event_tx,
-        telemetry.clone(),
-        shutdown.clone(),
-    ));
+    tasks.spawn(watch_docker(op.clone(), event_tx, telemetry.clone(), shutdown.clone()));
 
     let mut resync = tokio::time::interval(config.resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        spawn_missing_workers(
-            &op,
-            &config,
-            &set_rx,
-            &telemetry,
-            &shutdown,
-            &mut workers,
-            &mut tasks,
-        );
+        spawn_missing_workers(&op, &config, &set_rx, &telemetry, &shutdown, &mut workers, &mut tasks);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = resync.tick() => workers.values().for_each(|n| n.notify_one()),
@@ -158,12 +145,7 @@ async fn prepare<R: Runtime, L: LoadBalancer>(
     }
     // Until this succeeds workers retry on their own (their pass syncs their upstream).
     if let Err(e) = op.prepare(&refs, Mode::Apply).await {
-        telemetry
-            .errors
-            .get_or_create(&crate::api::KindLabels {
-                kind: "prepare".into(),
-            })
-            .inc();
+        telemetry.errors.get_or_create(&crate::api::KindLabels { kind: "prepare".into() }).inc();
         tracing::error!(error = %e, "initial nginx/state preparation failed; workers will retry");
     }
 }
@@ -237,10 +219,7 @@ async fn reload<R: Runtime, L: LoadBalancer>(
                 old.invalid.is_some()
                     || old.files != new.files
                     || old.policies.len() != new.policies.len()
-                    || old
-                        .policies
-                        .iter()
-                        .any(|(k, v)| new.policies.get(k).map(|n| &n.policy) != Some(&v.policy))
+                    || old.policies.iter().any(|(k, v)| new.policies.get(k).map(|n| &n.policy) != Some(&v.policy))
             };
             if changed {
                 tracing::info!(policies = new.policies.len(), "policy files reloaded");
@@ -259,15 +238,8 @@ async fn reload<R: Runtime, L: LoadBalancer>(
         Err(message) => {
             let already = set_tx.borrow().invalid.as_deref() == Some(message.as_str());
             if !already {
-                tracing::error!(
-                    "policy files invalid, keeping the last good policies in force:\n{message}"
-                );
-                telemetry
-                    .errors
-                    .get_or_create(&crate::api::KindLabels {
-                        kind: "policy_invalid".into(),
-                    })
-                    .inc();
+                tracing::error!("policy files invalid, keeping the last good policies in force:\n{message}");
+                telemetry.errors.get_or_create(&crate::api::KindLabels { kind: "policy_invalid".into() }).inc();
                 op.set_policy_valid(Some(&message)).await;
                 set_tx.send_modify(|set| set.invalid = Some(message));
             }
@@ -329,12 +301,7 @@ async fn watch_docker<R: Runtime, L: LoadBalancer>(
                 }
             }
         }
-        telemetry
-            .errors
-            .get_or_create(&crate::api::KindLabels {
-                kind: "docker_events".into(),
-            })
-            .inc();
+        telemetry.errors.get_or_create(&crate::api::KindLabels { kind: "docker_events".into() }).inc();
         let delay = backoff.next_delay();
         tokio::select! {
             _ = shutdown.cancelled() => return,
