@@ -2,27 +2,33 @@
 # Throughput of `autoscaler load --concurrency C` against wrk at the same concurrency,
 # on the demo backend directly and through nginx, in one invocation. Prints ours/wrk.
 #
-# Usage: benches/load_vs_wrk.sh            (env: C=64 D=10s THREADS=2 PORT_BASE=18300)
+# Usage: benches/load_vs_wrk.sh  (env: C=64 D=10s THREADS=2 RUNS=3 PORT_BASE=18300 SKIP_BUILD=)
 #   DEMO_BACKEND=/path/to/demo-backend     use that binary instead of target/release's
+#   AUTOSCALER=/path/to/autoscaler         measure that binary instead of target/release's
+# Each run measures both targets, ours and wrk back to back (the order alternates between
+# runs); the summary gives the min and median ratio per target over the runs.
 # Needs: cargo, nginx, wrk, jq, curl. Everything listens on 127.0.0.1 only.
 set -euo pipefail
 
 C=${C:-64}
 D=${D:-10s}
 THREADS=${THREADS:-2}
+RUNS=${RUNS:-3}
 PORT_BASE=${PORT_BASE:-18300}
 BACKEND_PORT=$PORT_BASE
 PROXY_PORT=$((PORT_BASE + 1))
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-for tool in nginx wrk jq curl; do
+for tool in nginx wrk jq curl bc; do
   command -v "$tool" >/dev/null || { echo "load_vs_wrk: $tool is not installed" >&2; exit 2; }
 done
 
-echo "== building release binaries" >&2
-cargo build --release --quiet --bin autoscaler --bin demo-backend
-AUTOSCALER="$ROOT/target/release/autoscaler"
+if [ -z "${SKIP_BUILD:-}" ]; then
+  echo "== building release binaries" >&2
+  cargo build --release --quiet --bin autoscaler --bin demo-backend
+fi
+AUTOSCALER=${AUTOSCALER:-$ROOT/target/release/autoscaler}
 DEMO=${DEMO_BACKEND:-$ROOT/target/release/demo-backend}
 
 WORK=$(mktemp -d /tmp/load-vs-wrk.XXXXXX)
@@ -98,12 +104,23 @@ theirs() { # url -> requests/s
   awk '/Requests\/sec/ {print $2}' <<<"$out"
 }
 
-echo "== backend: $BACKEND_KIND; concurrency $C, $D per run, wrk -t $THREADS; $(nproc) cores" >&2
-printf '%-8s %12s %12s %8s\n' target "ours req/s" "wrk req/s" ours/wrk
+echo "== backend: $BACKEND_KIND; concurrency $C, $D per run, wrk -t $THREADS; $(nproc) cores; $RUNS runs" >&2
+declare -A RATIOS=()
+printf '%-4s %-8s %12s %12s %8s\n' run target "ours req/s" "wrk req/s" ours/wrk
+for run in $(seq "$RUNS"); do
+  for target in direct nginx; do
+    if [ "$target" = direct ]; then url="http://127.0.0.1:$BACKEND_PORT/"; else url="http://127.0.0.1:$PROXY_PORT/"; fi
+    echo "== run $run, $target: $url" >&2
+    if [ $((run % 2)) = 1 ]; then o=$(ours "$url"); w=$(theirs "$url"); else w=$(theirs "$url"); o=$(ours "$url"); fi
+    r=$(echo "$o / $w" | bc -l)
+    RATIOS[$target]+="$r "
+    printf '%-4s %-8s %12.0f %12.0f %8.2f\n' "$run" "$target" "$o" "$w" "$r"
+  done
+done
 for target in direct nginx; do
-  if [ "$target" = direct ]; then url="http://127.0.0.1:$BACKEND_PORT/"; else url="http://127.0.0.1:$PROXY_PORT/"; fi
-  echo "== $target: $url" >&2
-  o=$(ours "$url")
-  w=$(theirs "$url")
-  printf '%-8s %12.0f %12.0f %8.2f\n' "$target" "$o" "$w" "$(echo "$o / $w" | bc -l)"
+  # shellcheck disable=SC2086
+  sorted=$(printf '%s\n' ${RATIOS[$target]} | sort -g)
+  n=$(wc -l <<<"$sorted")
+  printf 'ours/wrk %-8s min %.2f  median %.2f  (%s runs)\n' "$target" \
+    "$(head -1 <<<"$sorted")" "$(sed -n "$(((n + 1) / 2))p" <<<"$sorted")" "$n"
 done

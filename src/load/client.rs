@@ -48,10 +48,12 @@ pub struct Attempted {
 
 /// A keep-alive pool of HTTP/1.1 connections to one address, sending `GET` to one URL.
 pub struct Client {
-    addr: SocketAddr,
+    /// The whole `GET` request as written on the wire by [`Session`].
+    pub(super) raw: Arc<[u8]>,
+    pub(super) addr: SocketAddr,
     path: Uri,
     host: hyper::header::HeaderValue,
-    timeout: Duration,
+    pub(super) timeout: Duration,
     idle: Mutex<Vec<Conn>>,
     /// Caps requests in flight, hence open connections, when `--connections` is given.
     slots: Option<Arc<Semaphore>>,
@@ -79,7 +81,13 @@ impl Client {
         timeout: Duration,
         max_connections: Option<usize>,
     ) -> Client {
+        let raw = format!(
+            "GET {} HTTP/1.1\r\nhost: {}\r\nuser-agent: autoscaler-load\r\n\r\n",
+            path.path_and_query().map_or("/", |pq| pq.as_str()),
+            String::from_utf8_lossy(host.as_bytes()),
+        );
         Client {
+            raw: raw.into_bytes().into(),
             addr,
             path,
             host,

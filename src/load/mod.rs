@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`profile`]: rate profiles and the open-loop send schedule (pure).
 //! - [`client`]: keep-alive HTTP/1.1 pool with the one safe retry on a closed idle connection.
+//! - `wire`: closed-loop workers' own connections, HTTP/1.1 read in place (same retry rule).
 //! - [`report`]: outcome counting, latency histograms, the per-second timeline, the report.
 //!
 //! Open loop: request `n` leaves at its scheduled time whatever earlier requests are
@@ -13,6 +14,7 @@
 pub mod client;
 pub mod profile;
 pub mod report;
+mod wire;
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -303,35 +305,82 @@ async fn run_closed(
     let tickets = Arc::new(AtomicU64::new(0));
     let deadline = start + config.duration;
     let max = config.max_requests.unwrap_or(u64::MAX);
-    let mut tasks = JoinSet::new();
-    for _ in 0..concurrency {
+    let worker = {
         let (client, recorder, stop, tickets) = (
             Arc::clone(client),
             Arc::clone(recorder),
             Arc::clone(&stop),
             Arc::clone(&tickets),
         );
-        tasks.spawn(async move {
-            loop {
-                let now = Instant::now();
-                if stop.load(Ordering::Relaxed)
-                    || now >= deadline
-                    || tickets.fetch_add(1, Ordering::Relaxed) >= max
-                {
-                    return;
+        move || {
+            let (client, recorder, stop, tickets) = (
+                Arc::clone(&client),
+                Arc::clone(&recorder),
+                Arc::clone(&stop),
+                Arc::clone(&tickets),
+            );
+            async move {
+                let mut session = client.session();
+                let mut batch = Batch::new(&recorder);
+                loop {
+                    let now = Instant::now();
+                    if stop.load(Ordering::Relaxed)
+                        || now >= deadline
+                        || tickets.fetch_add(1, Ordering::Relaxed) >= max
+                    {
+                        return;
+                    }
+                    let attempted = session.get().await;
+                    batch.push(second_of(start, now), attempted, now);
                 }
-                let second = second_of(start, now);
-                let attempted = client.get().await;
-                let latency = now.elapsed();
-                // One lock per request: a worker's request always finishes (timeout-bounded).
-                with(&recorder, |r| {
-                    r.sent(second);
-                    r.finished(second, attempted.outcome, latency, attempted.retried)
-                });
             }
-        });
+        }
+    };
+    // One single-threaded runtime per core, each with its share of the workers (as wrk
+    // runs one event loop per thread): no work stealing, no cross-thread wake-ups.
+    let mut done = Vec::new();
+    let mut tasks = JoinSet::new();
+    match per_core_runtimes(concurrency) {
+        Some(runtimes) => {
+            let n = runtimes.len();
+            for (i, runtime) in runtimes.into_iter().enumerate() {
+                let share = concurrency / n + usize::from(i < concurrency % n);
+                let workers: Vec<_> = (0..share).map(|_| worker()).collect();
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                done.push(rx);
+                let spawned =
+                    std::thread::Builder::new()
+                        .name(format!("load-{i}"))
+                        .spawn(move || {
+                            runtime.block_on(async move {
+                                let mut set = JoinSet::new();
+                                for w in workers {
+                                    set.spawn(w);
+                                }
+                                while set.join_next().await.is_some() {}
+                            });
+                            drop(tx);
+                        });
+                if let Err(err) = spawned {
+                    tracing::warn!(%err, "cannot start a load thread; running its workers here");
+                    for _ in 0..share {
+                        tasks.spawn(worker());
+                    }
+                }
+            }
+        }
+        None => {
+            for _ in 0..concurrency {
+                tasks.spawn(worker());
+            }
+        }
     }
-    let all_done = async { while tasks.join_next().await.is_some() {} };
+    let all_done = async {
+        while tasks.join_next().await.is_some() {}
+        for rx in done {
+            let _ = rx.await;
+        }
+    };
     tokio::pin!(all_done);
     tokio::pin!(shutdown);
     let mut window = None;
@@ -345,6 +394,78 @@ async fn run_closed(
         }
     }
     window.unwrap_or_else(|| start.elapsed().min(config.duration))
+}
+
+/// One current-thread runtime per available core (at most one per worker), or `None`
+/// when there is one core or a runtime cannot be built (the caller's runtime is used).
+fn per_core_runtimes(concurrency: usize) -> Option<Vec<tokio::runtime::Runtime>> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let n = cores.min(concurrency);
+    if n < 2 {
+        return None;
+    }
+    (0..n)
+        .map(|_| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|err| tracing::warn!(%err, "cannot build a load runtime"))
+                .ok()
+        })
+        .collect()
+}
+
+/// A closed-loop worker's finished requests, handed to the shared recorder in batches.
+///
+/// One lock per [`Batch::CAP`] requests or [`Batch::EVERY`], whichever comes first, instead
+/// of one per request; whatever is left is recorded when the batch is dropped (the worker
+/// ended or was abandoned after the timeout).
+struct Batch<'a> {
+    recorder: &'a Mutex<Recorder>,
+    done: Vec<(u64, client::Attempted, Duration)>,
+    since: Instant,
+}
+
+impl<'a> Batch<'a> {
+    const CAP: usize = 64;
+    const EVERY: Duration = Duration::from_millis(100);
+
+    fn new(recorder: &'a Mutex<Recorder>) -> Batch<'a> {
+        Batch {
+            recorder,
+            done: Vec::with_capacity(Self::CAP),
+            since: Instant::now(),
+        }
+    }
+
+    /// Records a request sent in `second` at `sent_at` that ended now.
+    fn push(&mut self, second: u64, attempted: client::Attempted, sent_at: Instant) {
+        let now = Instant::now();
+        self.done
+            .push((second, attempted, now.duration_since(sent_at)));
+        if self.done.len() >= Self::CAP || now.duration_since(self.since) >= Self::EVERY {
+            self.flush();
+            self.since = now;
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.done.is_empty() {
+            return;
+        }
+        with(self.recorder, |r| {
+            for (second, attempted, latency) in self.done.drain(..) {
+                r.sent(second);
+                r.finished(second, attempted.outcome, latency, attempted.retried);
+            }
+        });
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 /// Waits for in-flight requests; each is bounded by the timeout, so this is too.
