@@ -541,12 +541,19 @@ def bench_overhead(args):
                             "--rps", str(rate), "--duration", f"{window}s", "--json"],
                            stdout=f, timeout=window + 60)
         after = w.upstream_servers("overhead")
+        try:
+            with open(os.path.join(w.dir, "load.json")) as f:
+                rep = json.load(f)
+            load_summary = {k: rep[k] for k in ("sent", "ok", "failed", "send_rate")}
+        except (OSError, ValueError, KeyError) as e:
+            load_summary = {"error": str(e)}
     d, r = idle["daemon"], idle["one_replica"]
     data = {
         "bench": "overhead", "meta": meta(), "interval": "1s", "replicas_idle": 10,
         "goal": "idle RSS <= 20 MiB, idle CPU <= 0.5 % of a core",
         "idle": idle,
-        "scaling": {"load_rps": rate, "replicas_after": after, "daemon": scaling.result()},
+        "scaling": {"load_rps": rate, "load": load_summary, "replicas_after": after,
+                    "daemon": scaling.result()},
         "ratios": {
             "daemon_rss_over_one_replica_rss": round(d["rss_mib_mean"] / r["rss_mib_mean"], 2)
             if r["rss_mib_mean"] else None,
