@@ -48,9 +48,12 @@ async fn pass(
     op.prepare(&refs, Mode::Apply).await?;
     op.record_sources(&sources).await?;
     let mut converged = true;
-    for policy in &refs {
-        let report = op.reconcile(policy, Mode::Apply).await?;
-        converged &= print_report(&report);
+    // Policies are independent (the daemon reconciles them concurrently too): one slow
+    // policy (image start, readiness) must not serialize the whole pass.
+    let reports =
+        futures::future::join_all(refs.iter().map(|p| op.reconcile(p, Mode::Apply))).await;
+    for report in reports {
+        converged &= print_report(&report?);
     }
     for name in prune {
         let report = op

@@ -1,0 +1,762 @@
+#!/usr/bin/env python3
+"""Live benchmarks of `autoscaler` on the real Docker engine and the real nginx.
+
+    benches/live.py reaction   # 5 -> 90 req/s step: time to 9 ready replicas, fast vs threshold vs HPA defaults
+    benches/live.py overhead   # daemon RSS/CPU idle with 10 replicas scraped every second, and while scaling
+    benches/live.py noop       # `reconcile --once` with nothing to do vs `validate` (hyperfine)
+    benches/live.py scale      # full and no-op pass vs number of policies and of replicas
+    benches/live.py all        # the four, in that order
+
+Every figure is reported next to a baseline measured in the same invocation. Results go to
+benches/results/<bench>.json (+ .svg plots). Each benchmark uses its own operator instance
+label, state directory and loopback ports (127.0.0.1:23000-23999 by default, env
+BENCH_PORT_BASE), is bounded in time, and removes what it made on exit or Ctrl-C
+(`autoscaler down`, then `docker rm -f` by instance label, then the managed nginx).
+
+Needs: a release build (`cargo build --release --bin autoscaler`, done unless --no-build),
+the demo image (env BENCH_IMAGE, default autoscaler-demo:latest; scripts/build-image.sh),
+docker, nginx, hyperfine (noop, scale).
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("BENCH_BIN", os.path.join(ROOT, "target", "release", "autoscaler"))
+RESULTS = os.path.join(ROOT, "benches", "results")
+IMAGE = os.environ.get("BENCH_IMAGE", "autoscaler-demo:latest")
+PORT_BASE = int(os.environ.get("BENCH_PORT_BASE", "23000"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Timeout(Exception):
+    """A benchmark step overran its bound."""
+
+
+# --------------------------------------------------------------------------- policies
+
+def policy_yaml(name, listen, lo, hi, rmin, rmax, behavior="", target=10):
+    """One ScalingPolicy document (the quickstart's shape with our ports)."""
+    return f"""apiVersion: autoscaler.dev/v1alpha1
+kind: ScalingPolicy
+metadata:
+  name: {name}
+spec:
+  template:
+    image: {IMAGE}
+    args: ["--port", "8000"]
+    containerPort: 8000
+  replicas: {{min: {rmin}, max: {rmax}}}
+  ports: {{hostIp: 127.0.0.1, range: {lo}-{hi}}}
+  loadBalancer: {{listen: "127.0.0.1:{listen}", algorithm: least_conn}}
+  metrics:
+    - requestRate: {{path: /metrics, counter: http_requests_total, targetPerReplica: {target}}}
+  drain: {{timeoutSeconds: 2}}
+{behavior}"""
+
+
+# The quickstart's behaviour (examples/quickstart.yaml).
+FAST = """  behavior:
+    scaleUp:
+      stabilizationWindowSeconds: 0
+      policies: [{type: Percent, value: 900, periodSeconds: 1}]
+    scaleDown:
+      stabilizationWindowSeconds: 30
+"""
+# The original tool's rule: +1 per evaluation while every replica is above 10 req/s.
+THRESHOLD = """  behavior:
+    strategy: threshold
+    threshold: {upperPerReplica: 10, lowerPerReplica: 5}
+"""
+HPA_DEFAULTS = ""  # no behavior: HPA v2 defaults (+4 pods or +100 % per 15 s)
+
+
+# --------------------------------------------------------------------------- the world
+
+class World:
+    """One benchmark's private instance label, state dir and processes; cleans up on exit."""
+
+    def __init__(self, name):
+        self.name = name
+        self.instance = f"bench-{name}-{os.getpid()}"
+        self.dir = tempfile.mkdtemp(prefix=f"bench-{name}-")
+        self.state = os.path.join(self.dir, "state")
+        self.daemon = None
+        self.daemon_log = None
+        self.policy_paths = []
+
+    def op_args(self):
+        return ["--state-dir", self.state, "--instance", self.instance]
+
+    def cli(self, *args, timeout=120, check=True):
+        cmd = [BIN, "--log", "warn", *args]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
+        return p
+
+    def write_policy(self, fname, text):
+        path = os.path.join(self.dir, fname)
+        with open(path, "w") as f:
+            f.write(text)
+        self.policy_paths.append(path)
+        return path
+
+    def start_daemon(self, policy, api_port, interval="1s"):
+        self.daemon_log = open(os.path.join(self.dir, "daemon.log"), "w")
+        self.daemon = subprocess.Popen(
+            [BIN, "--log", "info", "run", "-f", policy, *self.op_args(),
+             "--interval", interval, "--listen", f"127.0.0.1:{api_port}"],
+            stdout=self.daemon_log, stderr=subprocess.STDOUT)
+        return self.daemon.pid
+
+    def stop_daemon(self):
+        if self.daemon and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            try:
+                self.daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+        self.daemon = None
+
+    def nginx_conf(self):
+        try:
+            with open(os.path.join(self.state, "nginx", "nginx.conf")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def upstream_servers(self, policy):
+        """Servers of `policy`'s upstream in the live nginx.conf (ready replicas only)."""
+        text = self.nginx_conf()
+        m = re.search(r"upstream \S*" + re.escape(policy) + r" \{(.*?)\}", text, re.S)
+        if not m:
+            return 0
+        return sum(1 for line in m.group(1).splitlines()
+                   if line.strip().startswith("server ") and " down;" not in line)
+
+    def nginx_pids(self):
+        try:
+            with open(os.path.join(self.state, "nginx", "nginx.pid")) as f:
+                master = int(f.read().strip())
+        except (OSError, ValueError):
+            return []
+        return [master] + children(master)
+
+    def cleanup(self):
+        log(f"cleanup {self.instance}")
+        try:
+            self.stop_daemon()
+        except Exception as e:  # keep cleaning
+            log(f"  stopping the daemon: {e}")
+        if self.policy_paths and os.path.exists(BIN):
+            try:
+                args = [x for p in self.policy_paths for x in ("-f", p)]
+                self.cli("down", *args, *self.op_args(), timeout=180, check=False)
+            except Exception as e:
+                log(f"  autoscaler down: {e}")
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter",
+                              f"label=autoscaler.dev/instance={self.instance}"],
+                             capture_output=True, text=True).stdout.split()
+        if ids:
+            log(f"  docker rm -f {len(ids)} leftover containers")
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=300)
+        for pid in self.nginx_pids()[:1]:
+            try:
+                os.kill(pid, signal.SIGQUIT)
+            except OSError:
+                pass
+        if self.daemon_log:
+            self.daemon_log.close()
+        if os.environ.get("BENCH_KEEP"):
+            log(f"  kept {self.dir}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextmanager
+def world(name):
+    w = World(name)
+    try:
+        yield w
+    finally:
+        w.cleanup()
+
+
+def children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def cpu_ticks(pid):
+    """utime + stime of `pid`, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Sampler:
+    """Samples RSS and CPU of a set of pids once per `period` in a thread."""
+
+    def __init__(self, pids_fn, period=0.5):
+        self.pids_fn = pids_fn
+        self.period = period
+        self.rss = []
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _ticks(self):
+        total = 0
+        for pid in self.pids_fn():
+            try:
+                total += cpu_ticks(pid)
+            except OSError:
+                pass
+        return total
+
+    def _run(self):
+        while not self.stop_ev.is_set():
+            total = 0
+            for pid in self.pids_fn():
+                try:
+                    total += rss_kib(pid)
+                except OSError:
+                    pass
+            self.rss.append(total)
+            self.stop_ev.wait(self.period)
+
+    def __enter__(self):
+        self.t0 = time.monotonic()
+        self.c0 = self._ticks()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_ev.set()
+        self.thread.join()
+        self.secs = time.monotonic() - self.t0
+        self.cpu_secs = (self._ticks() - self.c0) / CLK_TCK
+
+    def result(self):
+        return {
+            "window_s": round(self.secs, 2),
+            "cpu_s": round(self.cpu_secs, 3),
+            "cpu_pct_of_core": round(100 * self.cpu_secs / self.secs, 3),
+            "rss_mib_mean": round(statistics.mean(self.rss) / 1024, 2) if self.rss else None,
+            "rss_mib_max": round(max(self.rss) / 1024, 2) if self.rss else None,
+        }
+
+
+def wait_for(pred, what, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise Timeout(f"{what}: not within {timeout} s")
+
+
+def http_ok(url):
+    try:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=1) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+def meta():
+    try:
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "commit": commit, "cores": os.cpu_count(), "host": platform.node(),
+            "loadavg_at_start": os.getloadavg()[0], "image": IMAGE}
+
+
+def save(name, data):
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    log(f"wrote {os.path.relpath(path, ROOT)}")
+
+
+# --------------------------------------------------------------------------- SVG
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+
+
+def nice_axis(v):
+    """(top, step): the smallest 1/2/5 x 10^k step with at most 6 ticks covering `v`."""
+    import math
+    v = v or 1
+    k = 10 ** math.floor(math.log10(v / 6))
+    for m in (1, 2, 5, 10, 20):
+        step = m * k
+        if math.ceil(v / step - 1e-9) <= 6:
+            return step * math.ceil(v / step - 1e-9), step
+    return v, v / 5
+
+
+def svg_chart(path, title, xlabel, ylabel, series, step=False, hlines=(), log_y=False,
+              y2=None):
+    """A small line chart: series = [(label, [(x, y), ...])]; y2 = (label, points, ylabel)."""
+    W, H, L, R, T, B = 720, 400, 64, 64 if y2 else 20, 36, 48
+    pts = [p for _, s in series for p in s]
+    xmax, xstep = nice_axis(max((x for x, _ in pts), default=1))
+    ymax, ystep = nice_axis(max([y for _, y in pts] + [y for _, y in hlines], default=1) * 1.05)
+    xs = lambda x: L + (W - L - R) * x / xmax
+    ys = lambda y: H - B - (H - T - B) * y / ymax
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="14">{title}</text>']
+    for i in range(round(ymax / ystep) + 1):
+        y = ystep * i
+        out.append(f'<line x1="{L}" x2="{W - R}" y1="{ys(y):.1f}" y2="{ys(y):.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{L - 6}" y="{ys(y) + 4:.1f}" text-anchor="end">{y:.4g}</text>')
+    for i in range(round(xmax / xstep) + 1):
+        x = xstep * i
+        out.append(f'<text x="{xs(x):.1f}" y="{H - B + 16}" text-anchor="middle">{x:.3g}</text>')
+    out.append(f'<line x1="{L}" x2="{L}" y1="{T}" y2="{H - B}" stroke="black"/>')
+    out.append(f'<line x1="{L}" x2="{W - R}" y1="{H - B}" y2="{H - B}" stroke="black"/>')
+    out.append(f'<text x="{(L + W - R) / 2}" y="{H - 10}" text-anchor="middle">{xlabel}</text>')
+    out.append(f'<text transform="translate(16,{(T + H - B) / 2}) rotate(-90)" '
+               f'text-anchor="middle">{ylabel}</text>')
+    for label, y in hlines:
+        out.append(f'<line x1="{L}" x2="{W - R}" y1="{ys(y):.1f}" y2="{ys(y):.1f}" '
+                   f'stroke="#888" stroke-dasharray="4 3"/>')
+        out.append(f'<text x="{W - R - 4}" y="{ys(y) - 4:.1f}" text-anchor="end" fill="#666">{label}</text>')
+    if y2:
+        label2, pts2, ylabel2 = y2
+        y2max, y2step = nice_axis(max((y for _, y in pts2), default=1) * 1.05)
+        ys2 = lambda y: H - B - (H - T - B) * y / y2max
+        d = []
+        for i, (x, y) in enumerate(pts2):
+            if i and step:
+                d.append(f"L{xs(x):.1f},{ys2(pts2[i - 1][1]):.1f}")
+            d.append(f"{'L' if i else 'M'}{xs(x):.1f},{ys2(y):.1f}")
+        out.append(f'<path d="{" ".join(d)}" fill="none" stroke="#aaa" stroke-width="6" opacity="0.5"/>')
+        for i in range(round(y2max / y2step) + 1):
+            y = y2step * i
+            out.append(f'<text x="{W - R + 6}" y="{ys2(y) + 4:.1f}" fill="#888">{y:.4g}</text>')
+        out.append(f'<text transform="translate({W - 12},{(T + H - B) / 2}) rotate(90)" '
+                   f'text-anchor="middle" fill="#888">{ylabel2}</text>')
+    for i, (label, s) in enumerate(series):
+        c = COLORS[i % len(COLORS)]
+        d = []
+        for j, (x, y) in enumerate(s):
+            if j and step:
+                d.append(f"L{xs(x):.1f},{ys(s[j - 1][1]):.1f}")
+            d.append(f"{'L' if j else 'M'}{xs(x):.1f},{ys(y):.1f}")
+        out.append(f'<path d="{" ".join(d)}" fill="none" stroke="{c}" stroke-width="2"/>')
+        if not step:
+            for x, y in s:
+                out.append(f'<circle cx="{xs(x):.1f}" cy="{ys(y):.1f}" r="3" fill="{c}"/>')
+        out.append(f'<rect x="{L + 12}" y="{T + 8 + 18 * i}" width="14" height="4" fill="{c}"/>')
+        out.append(f'<text x="{L + 32}" y="{T + 14 + 18 * i}">{label}</text>')
+    if y2:
+        i = len(series)
+        out.append(f'<rect x="{L + 12}" y="{T + 8 + 18 * i}" width="14" height="4" fill="#aaa"/>')
+        out.append(f'<text x="{L + 32}" y="{T + 14 + 18 * i}">{y2[0]}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+    log(f"wrote {os.path.relpath(path, ROOT)}")
+
+
+# --------------------------------------------------------------------------- reaction
+
+STEP_AT = 5.0
+
+
+def reaction_run(kind, behavior, profile, want, interval="1s"):
+    """One step run with `behavior`; returns the upstream timeline and the load report."""
+    listen, lo, hi, api = PORT_BASE, PORT_BASE + 1, PORT_BASE + 20, PORT_BASE + 90
+    with world(f"reaction-{kind}") as w:
+        policy = w.write_policy("policy.yaml", policy_yaml(kind, listen, lo, hi, 1, 10, behavior))
+        w.cli("validate", "-f", policy)
+        pid = w.start_daemon(policy, api, interval=interval)
+        wait_for(lambda: w.upstream_servers(kind) >= 1 and http_ok(f"http://127.0.0.1:{listen}/"),
+                 f"{kind}: first replica behind nginx", 90)
+        time.sleep(2)  # a couple of metric samples at rest
+        timeline = []  # (t since load start, servers in upstream)
+        out = os.path.join(w.dir, "load.json")
+        with open(out, "w") as f, Sampler(lambda: [pid]) as daemon_use:
+            t0 = time.monotonic()
+            load = subprocess.Popen([BIN, "--log", "warn", "load", "--url",
+                                     f"http://127.0.0.1:{listen}/", "--profile", profile,
+                                     "--json"], stdout=f)
+            last = None
+            reached = None
+            while load.poll() is None:
+                t = time.monotonic() - t0
+                if t > 120:
+                    load.kill()
+                    raise Timeout("load did not finish in 120 s")
+                n = w.upstream_servers(kind)
+                if n != last:
+                    timeline.append((round(t, 3), n))
+                    last = n
+                if reached is None and n >= want and t >= STEP_AT:
+                    reached = t
+                time.sleep(0.05)
+            timeline.append((round(time.monotonic() - t0, 3), last))
+        with open(out) as f:
+            report = json.load(f)
+    reaction = round(reached - STEP_AT, 2) if reached is not None else None
+    end = STEP_AT + (reaction if reaction is not None else 1e9)
+    trans = [s for s in report["timeline"] if STEP_AT <= s["t"] <= end + 1]
+    res = {
+        "strategy": kind,
+        "interval": interval,
+        "reaction_s": reaction,
+        "p99_ms_worst_second_in_transition": max((s["p99_ms"] for s in trans), default=None),
+        "failed_in_transition": sum(s["failed"] for s in trans),
+        "load": {k: report[k] for k in ("sent", "ok", "failed", "retried", "send_rate")},
+        "latency_ms_whole_run": report["latency"],
+        "daemon_while_scaling": daemon_use.result(),
+        "upstream_timeline": timeline,
+        "load_timeline": report["timeline"],
+    }
+    log(f"{kind}: reaction {reaction} s, p99 in transition {res['p99_ms_worst_second_in_transition']} ms, "
+        f"failed {report['failed']}")
+    return res
+
+
+def bench_reaction(args):
+    profile = args.profile
+    want = 9
+    runs = {}
+    # legacy = the original tool's loop: the threshold rule evaluated every 2 s.
+    behaviors = {"fast": (FAST, "1s"), "threshold": (THRESHOLD, "1s"),
+                 "legacy": (THRESHOLD, "2s"), "hpa": (HPA_DEFAULTS, "1s")}
+    for kind in args.strategies:
+        behavior, interval = behaviors[kind]
+        runs[kind] = reaction_run(kind, behavior, profile, want, interval)
+    fast = runs.get("fast", {}).get("reaction_s")
+
+    def ratio(kind):
+        other = runs.get(kind, {}).get("reaction_s")
+        if fast and other:
+            return round(other / fast, 2)
+        return None
+
+    data = {"bench": "reaction", "meta": meta(), "profile": profile, "step_at_s": STEP_AT,
+            "target_ready_replicas": want,
+            "goal": "fast reaction <= 3 s and >= 5x faster than threshold",
+            "speedup_vs_threshold": ratio("threshold"), "speedup_vs_legacy_2s": ratio("legacy"),
+            "speedup_vs_hpa_defaults": ratio("hpa"),
+            "runs": runs}
+    save("reaction", data)
+    series = [(f"{k} ({r['reaction_s']} s)" if r["reaction_s"] is not None else f"{k} (not reached)",
+               [(t, n) for t, n in r["upstream_timeline"]]) for k, r in runs.items()]
+    rate = [(s["t"], s["sent"]) for s in next(iter(runs.values()))["load_timeline"]]
+    svg_chart(os.path.join(RESULTS, "reaction.svg"),
+              f"Replicas in the nginx upstream after a {profile} load step",
+              "seconds since load start", "ready replicas in upstream", series, step=True,
+              hlines=[("9 replicas", 9)], y2=("offered load (req/s)", rate, "req/s"))
+    print(json.dumps({k: data[k] for k in ("speedup_vs_threshold", "speedup_vs_legacy_2s",
+                                           "speedup_vs_hpa_defaults")} |
+                     {k: {"reaction_s": r["reaction_s"],
+                          "p99_ms": r["p99_ms_worst_second_in_transition"]} for k, r in runs.items()},
+                     indent=2))
+
+
+# --------------------------------------------------------------------------- overhead
+
+def bench_overhead(args):
+    listen, lo, hi, api = PORT_BASE + 100, PORT_BASE + 101, PORT_BASE + 130, PORT_BASE + 190
+    window = args.window
+    with world("overhead") as w:
+        policy = w.write_policy("policy.yaml", policy_yaml(
+            "overhead", listen, lo, hi, 10, 20,
+            FAST.replace("stabilizationWindowSeconds: 30", "stabilizationWindowSeconds: 300")))
+        pid = w.start_daemon(policy, api, interval="1s")
+        wait_for(lambda: w.upstream_servers("overhead") >= 10, "10 replicas behind nginx", 180)
+        log(f"10 replicas ready; settling 5 s, then {window} s idle window")
+        time.sleep(5)
+        ids = subprocess.run(["docker", "ps", "-q", "--filter",
+                              f"label=autoscaler.dev/instance={w.instance}"],
+                             capture_output=True, text=True).stdout.split()
+        replica_pid = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", ids[0]],
+                                         capture_output=True, text=True).stdout.strip())
+        nginx = w.nginx_pids()
+        samplers = {"daemon": Sampler(lambda: [pid]),
+                    "one_replica": Sampler(lambda: [replica_pid]),
+                    "nginx_all_processes": Sampler(lambda: nginx)}
+        for s in samplers.values():
+            s.__enter__()
+        time.sleep(window)
+        for s in samplers.values():
+            s.__exit__(None, None, None)
+        idle = {k: s.result() for k, s in samplers.items()}
+        log(f"idle: {idle['daemon']}")
+        # While scaling: 150 req/s on 10 replicas (target 10) -> about 15 replicas.
+        rate = 150
+        log(f"scaling window: {rate} req/s for {window} s")
+        with open(os.path.join(w.dir, "load.json"), "w") as f, \
+                Sampler(lambda: [pid]) as scaling:
+            subprocess.run([BIN, "--log", "warn", "load", "--url", f"http://127.0.0.1:{listen}/",
+                            "--rps", str(rate), "--duration", f"{window}s", "--json"],
+                           stdout=f, timeout=window + 60)
+        after = w.upstream_servers("overhead")
+        try:
+            with open(os.path.join(w.dir, "load.json")) as f:
+                rep = json.load(f)
+            load_summary = {k: rep[k] for k in ("sent", "ok", "failed", "send_rate")}
+        except (OSError, ValueError, KeyError) as e:
+            load_summary = {"error": str(e)}
+    d, r = idle["daemon"], idle["one_replica"]
+    data = {
+        "bench": "overhead", "meta": meta(), "interval": "1s", "replicas_idle": 10,
+        "goal": "idle RSS <= 20 MiB, idle CPU <= 0.5 % of a core",
+        "idle": idle,
+        "scaling": {"load_rps": rate, "load": load_summary, "replicas_after": after,
+                    "daemon": scaling.result()},
+        "ratios": {
+            "daemon_rss_over_one_replica_rss": round(d["rss_mib_mean"] / r["rss_mib_mean"], 2)
+            if r["rss_mib_mean"] else None,
+            "daemon_cpu_over_one_replica_cpu": round(d["cpu_s"] / r["cpu_s"], 2) if r["cpu_s"] else None,
+            "daemon_cpu_over_nginx_cpu": round(d["cpu_s"] / idle["nginx_all_processes"]["cpu_s"], 2)
+            if idle["nginx_all_processes"]["cpu_s"] else None,
+        },
+    }
+    save("overhead", data)
+    print(json.dumps({"idle": idle, "scaling": data["scaling"], "ratios": data["ratios"]}, indent=2))
+
+
+# --------------------------------------------------------------------------- noop
+
+def hyperfine(w, commands, runs, warmup, name):
+    out = os.path.join(w.dir, f"{name}.json")
+    subprocess.run(["hyperfine", "-N", "--style", "basic", "--warmup", str(warmup), "--runs",
+                    str(runs), "--export-json", out, *commands], check=True, timeout=600,
+                   stdout=sys.stderr)
+    with open(out) as f:
+        return json.load(f)["results"]
+
+
+def summarize(r):
+    return {"command": r["command"], "median_ms": round(r["median"] * 1000, 2),
+            "mean_ms": round(r["mean"] * 1000, 2), "stddev_ms": round(r["stddev"] * 1000, 2),
+            "min_ms": round(r["min"] * 1000, 2), "max_ms": round(r["max"] * 1000, 2),
+            "runs": len(r["times"])}
+
+
+def bench_noop(args):
+    listen, lo, hi = PORT_BASE + 200, PORT_BASE + 201, PORT_BASE + 210
+    with world("noop") as w:
+        policy = w.write_policy("policy.yaml", policy_yaml("noop", listen, lo, hi, 2, 2, FAST))
+        op = " ".join(w.op_args())
+        first = w.cli("reconcile", "--once", "-f", policy, *w.op_args(), timeout=180)
+        log("first pass:\n" + first.stdout.strip())
+        second = w.cli("reconcile", "--once", "-f", policy, *w.op_args(), timeout=60)
+        if "nothing to do" not in second.stdout:
+            log("warning: the second pass was not a no-op:\n" + second.stdout)
+        results = hyperfine(w, [f"{BIN} --log warn reconcile --once -f {policy} {op}",
+                                f"{BIN} --log warn validate -f {policy}"],
+                            args.runs, 3, "noop")
+        last = w.cli("reconcile", "--once", "-f", policy, *w.op_args(), timeout=60)
+    rec, val = summarize(results[0]), summarize(results[1])
+    data = {"bench": "noop", "meta": meta(), "goal": "no-op reconcile --once median <= 100 ms",
+            "replicas": 2, "still_noop_after": "nothing to do" in last.stdout,
+            "reconcile_once_noop": rec, "validate_baseline": val,
+            "ratio_median_reconcile_over_validate": round(rec["median_ms"] / val["median_ms"], 2)}
+    save("noop", data)
+    print(json.dumps({k: data[k] for k in ("reconcile_once_noop", "validate_baseline",
+                                           "ratio_median_reconcile_over_validate")}, indent=2))
+
+
+# --------------------------------------------------------------------------- scale
+
+def scale_point(kind, count, policies_dir_fn, noop_runs):
+    """Full pass from nothing, then no-op passes, then `down`; all timed."""
+    with world(f"scale-{kind}-{count}") as w:
+        paths = policies_dir_fn(w)
+        fargs = [x for p in paths for x in ("-f", p)]
+        t = time.monotonic()
+        full = w.cli("reconcile", "--once", *fargs, *w.op_args(), timeout=600, check=False)
+        full_s = time.monotonic() - t
+        if full.returncode != 0:
+            log(f"full pass exit {full.returncode}:\n{full.stdout[-2000:]}\n{full.stderr[-2000:]}")
+        op = " ".join(w.op_args())
+        results = hyperfine(w, [f"{BIN} --log warn reconcile --once {' '.join(fargs)} {op}",
+                                f"{BIN} --log warn validate {' '.join(fargs)}"],
+                            noop_runs, 1, f"scale-{count}")
+        check = w.cli("reconcile", "--once", *fargs, *w.op_args(), timeout=120, check=False)
+        noop_ok = check.stdout.count("nothing to do")
+        ids = subprocess.run(["docker", "ps", "-q", "--filter",
+                              f"label=autoscaler.dev/instance={w.instance}"],
+                             capture_output=True, text=True).stdout.split()
+        t = time.monotonic()
+        down = w.cli("down", *fargs, *w.op_args(), timeout=600, check=False)
+        down_s = time.monotonic() - t
+        w.policy_paths = [] if down.returncode == 0 else w.policy_paths
+    rec, val = summarize(results[0]), summarize(results[1])
+    point = {"kind": kind, "count": count, "running_containers": len(ids),
+             "full_pass_s": round(full_s, 2), "full_pass_exit": full.returncode,
+             "noop_pass": rec, "validate_baseline": val,
+             "noop_over_validate": round(rec["median_ms"] / val["median_ms"], 2),
+             "policies_reporting_nothing_to_do": noop_ok,
+             "down_s": round(down_s, 2), "down_exit": down.returncode}
+    log(f"{kind} {count}: full {point['full_pass_s']} s, no-op {rec['median_ms']} ms "
+        f"(validate {val['median_ms']} ms), down {point['down_s']} s, {len(ids)} containers")
+    return point
+
+
+def bench_scale(args):
+    base = PORT_BASE + 300  # 50 policies x 4 ports: 23300-23499; one big policy from 23500
+
+    def many(n):
+        def make(w):
+            docs = [policy_yaml(f"p{i:02d}", base + 4 * i, base + 4 * i + 1, base + 4 * i + 3, 2, 2, FAST)
+                    for i in range(n)]
+            return [w.write_policy("policies.yaml", "---\n".join(docs))]
+        return make
+
+    def big(r):
+        listen = PORT_BASE + 500
+
+        def make(w):
+            return [w.write_policy("policy.yaml", policy_yaml(
+                "big", listen, listen + 1, listen + r + 1, r, r, FAST))]
+        return make
+
+    points = []
+    for n in args.policies:
+        points.append(scale_point("policies_x2", n, many(n), args.scale_runs))
+    for r in args.replicas:
+        points.append(scale_point("one_policy_replicas", r, big(r), args.scale_runs))
+
+    def per_replica(p):
+        reps = p["count"] * 2 if p["kind"] == "policies_x2" else p["count"]
+        return {"replicas": reps,
+                "full_pass_ms_per_replica": round(1000 * p["full_pass_s"] / reps, 1),
+                "noop_ms_per_replica_over_validate": round(
+                    (p["noop_pass"]["median_ms"] - p["validate_baseline"]["median_ms"]) / reps, 2)}
+
+    for p in points:
+        p.update(per_replica(p))
+    data = {"bench": "scale", "meta": meta(),
+            "goal": "no-op pass cost linear in the number of replicas", "points": points}
+    save("scale", data)
+    for metric, title, unit in (("full", "Full pass from nothing", "s"),
+                                ("noop", "No-op pass (median) and validate baseline", "ms")):
+        series = []
+        for kind, label in (("policies_x2", "N policies x 2 replicas"),
+                            ("one_policy_replicas", "1 policy x N replicas")):
+            ps = [p for p in points if p["kind"] == kind]
+            if metric == "full":
+                series.append((label, [(p["replicas"], p["full_pass_s"]) for p in ps]))
+            else:
+                series.append((label + " (reconcile --once)",
+                               [(p["replicas"], p["noop_pass"]["median_ms"]) for p in ps]))
+                series.append((label + " (validate)",
+                               [(p["replicas"], p["validate_baseline"]["median_ms"]) for p in ps]))
+        svg_chart(os.path.join(RESULTS, f"scale-{metric}.svg"), title, "replicas (total)",
+                  unit, series)
+    print(json.dumps([{k: p[k] for k in ("kind", "count", "replicas", "full_pass_s",
+                                         "full_pass_ms_per_replica", "down_s")}
+                      | {"noop_ms": p["noop_pass"]["median_ms"],
+                         "validate_ms": p["validate_baseline"]["median_ms"]} for p in points],
+                     indent=2))
+
+
+# --------------------------------------------------------------------------- main
+
+def preflight(args, need_hyperfine):
+    for tool in ["docker", "nginx"] + (["hyperfine"] if need_hyperfine else []):
+        if not shutil.which(tool):
+            sys.exit(f"live.py: {tool} is not installed")
+    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode:
+        sys.exit(f"live.py: image {IMAGE} is missing: run scripts/build-image.sh")
+    if not args.no_build:
+        log("cargo build --release --bin autoscaler")
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "autoscaler"],
+                       cwd=ROOT, check=True)
+    if not os.access(BIN, os.X_OK):
+        sys.exit(f"live.py: {BIN} is missing (cargo build --release --bin autoscaler)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("bench", choices=["reaction", "overhead", "noop", "scale", "all"])
+    ap.add_argument("--no-build", action="store_true", help="use target/release/autoscaler as is")
+    ap.add_argument("--profile", default="5@5s,90@25s", help="reaction: load profile (step at 5 s)")
+    ap.add_argument("--strategies", default="fast,threshold,legacy,hpa",
+                    help="reaction: which of fast, threshold, legacy (threshold every 2 s), hpa to run")
+    ap.add_argument("--window", type=int, default=25, help="overhead: seconds per window")
+    ap.add_argument("--runs", type=int, default=30, help="noop: hyperfine runs")
+    ap.add_argument("--scale-runs", type=int, default=5, help="scale: hyperfine runs per no-op point")
+    ap.add_argument("--policies", default="10,25,50", help="scale: policy counts (x 2 replicas)")
+    ap.add_argument("--replicas", default="25,50,100", help="scale: replica counts of one policy")
+    ap.add_argument("--time-limit", type=int, default=1800, help="abort (and clean up) after this many seconds")
+    args = ap.parse_args()
+    args.policies = [int(x) for x in args.policies.split(",") if x]
+    args.replicas = [int(x) for x in args.replicas.split(",") if x]
+    args.strategies = [x for x in args.strategies.split(",") if x]
+    if not set(args.strategies) <= {"fast", "threshold", "legacy", "hpa"}:
+        sys.exit("live.py: --strategies takes fast, threshold, legacy, hpa")
+    if max(args.policies, default=0) > 50 or max(args.replicas, default=0) > 400:
+        sys.exit("live.py: at most 50 policies and 400 replicas fit the port block")
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, on_signal)
+    def on_alarm(_signum, _frame):
+        raise Timeout(f"time limit of {args.time_limit} s")
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(args.time_limit)
+
+    preflight(args, args.bench in ("noop", "scale", "all"))
+    benches = {"reaction": bench_reaction, "overhead": bench_overhead, "noop": bench_noop,
+               "scale": bench_scale}
+    todo = list(benches) if args.bench == "all" else [args.bench]
+    for name in todo:
+        log(f"== {name}")
+        benches[name](args)
+
+
+if __name__ == "__main__":
+    main()
