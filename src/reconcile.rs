@@ -5,7 +5,7 @@
 //! one at a time so the daemon can run independent policies in parallel; the nginx
 //! upstream table and the state file are shared and guarded by mutexes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -152,7 +152,12 @@ pub struct Operator<R, L> {
     shutdown: CancellationToken,
     /// nginx reloads done by this process (for `/metrics`).
     reloads: AtomicU64,
+    /// The last events written, so `/status` never re-reads the event log.
+    recent: std::sync::Mutex<VecDeque<Event>>,
 }
+
+/// How many recent events the operator keeps in memory.
+const RECENT_EVENTS: usize = 100;
 
 /// Milliseconds since the epoch (the shell's clock; the core takes it as an argument).
 pub fn now_ms() -> u64 {
@@ -171,6 +176,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         settings: OperatorSettings,
     ) -> Result<Self, ReconcileError> {
         let state = state_dir.load()?;
+        let recent = state_dir.recent_events(RECENT_EVENTS)?;
         let scraper =
             Scraper::new(settings.scrape_timeout).map_err(|e| ReconcileError::InvalidPolicy {
                 policy: String::new(),
@@ -186,7 +192,30 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             upstreams: Mutex::new(BTreeMap::new()),
             shutdown: CancellationToken::new(),
             reloads: AtomicU64::new(0),
+            recent: std::sync::Mutex::new(recent.into()),
         })
+    }
+
+    /// Appends events to the log and to the in-memory window of recent ones.
+    fn record_events(&self, events: &[Event]) -> Result<(), StateError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.extend(events.iter().cloned());
+            while recent.len() > RECENT_EVENTS {
+                recent.pop_front();
+            }
+        }
+        self.state_dir.append_events(events)
+    }
+
+    /// The most recent events (newest last), without reading the log.
+    pub fn recent_events(&self) -> Vec<Event> {
+        self.recent
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Cancel it to make passes stop after the step in flight.
@@ -283,7 +312,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             tracing::warn!(error = %e, "cannot save state");
         }
         drop(state);
-        if let Err(e) = self.state_dir.append_events(&events) {
+        if let Err(e) = self.record_events(&events) {
             tracing::warn!(error = %e, "cannot record events");
         }
     }
@@ -443,7 +472,8 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         self.record_decision(policy, &report, samples, current, &observed, now)
             .await?;
         self.execute(policy, &mut report).await;
-        self.finish_status(&name, &report).await?;
+        let running = observed.iter().filter(|(r, _)| r.running).count() as u32;
+        self.finish_status(&name, &report, running).await?;
         Ok(report)
     }
 
@@ -513,7 +543,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             let mut state = self.state.lock().await;
             state.policies.remove(name);
             self.state_dir.save(&state)?;
-            self.state_dir.append_events(&[Event {
+            self.record_events(&[Event {
                 at_ms: now_ms(),
                 policy: name.to_owned(),
                 kind: "PolicyRemoved".to_owned(),
@@ -565,14 +595,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         &self,
         policy: &ScalingPolicy,
     ) -> Result<Vec<(Replica, bool)>, ReconcileError> {
-        let name = &policy.metadata.name;
-        let replicas: Vec<Replica> = self
-            .runtime
-            .list()
-            .await?
-            .into_iter()
-            .filter(|r| &r.policy == name)
-            .collect();
+        let replicas: Vec<Replica> = self.runtime.list_policy(&policy.metadata.name).await?;
         let path = &policy.spec.template.readiness.http_get.path;
         let probes = replicas.iter().map(|r| async {
             if !r.running {
@@ -789,23 +812,28 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                     message: format!("{kind} {current}→{}: {}", decision.desired, decision.reason),
                 });
             }
-            self.state_dir.save(&state)?;
         }
         for e in &events {
             tracing::info!(policy = %e.policy, "{}", e.message);
         }
-        self.state_dir.append_events(&events)?;
+        self.record_events(&events)?;
         Ok(())
     }
 
-    async fn finish_status(&self, name: &str, report: &PolicyReport) -> Result<(), ReconcileError> {
-        let replicas: Vec<Replica> = self
-            .runtime
-            .list()
-            .await?
-            .into_iter()
-            .filter(|r| r.policy == name)
-            .collect();
+    /// Records the outcome of a pass and saves the state (once per pass). `observed_running`
+    /// is reused when the plan was empty: nothing changed since the observation.
+    async fn finish_status(
+        &self,
+        name: &str,
+        report: &PolicyReport,
+        observed_running: u32,
+    ) -> Result<(), ReconcileError> {
+        let running = if report.plan.is_empty() {
+            observed_running
+        } else {
+            let replicas = self.runtime.list_policy(name).await?;
+            replicas.iter().filter(|r| r.running).count() as u32
+        };
         let in_upstream = {
             let table = self.upstreams.lock().await;
             table.get(name).map(|u| u.servers.len()).unwrap_or(0)
@@ -813,7 +841,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         let now = now_ms();
         let mut state = self.state.lock().await;
         if let Some(ps) = state.policies.get_mut(name) {
-            ps.status.current = replicas.iter().filter(|r| r.running).count() as u32;
+            ps.status.current = running;
             ps.status.ready = in_upstream as u32;
             ps.status.last_reconcile_ms = now;
             match &report.error {
@@ -915,7 +943,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 break;
             }
         }
-        if let Err(e) = self.state_dir.append_events(&events) {
+        if let Err(e) = self.record_events(&events) {
             tracing::warn!(error = %e, "cannot record events");
         }
         if !baselines.is_empty() {

@@ -154,7 +154,7 @@ fn count_error(telemetry: &Telemetry, e: &ReconcileError) {
 
 async fn publish<R: Runtime, L: LoadBalancer>(op: &Operator<R, L>, telemetry: &Telemetry) {
     let state = op.state().await;
-    let events = op.state_dir().recent_events(50).unwrap_or_default();
+    let events = op.recent_events();
     telemetry.reloads.set(op.reload_count() as i64);
     telemetry.observe_state(&state, events).await;
 }

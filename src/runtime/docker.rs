@@ -97,11 +97,20 @@ impl DockerRuntime {
         )])
     }
 
-    /// Lists owned containers, optionally only the one with engine id `id`.
-    async fn list_owned(&self, id: Option<&str>) -> Result<Vec<Replica>, RuntimeError> {
+    /// Lists owned containers, optionally only the one with engine id `id` or of `policy`.
+    async fn list_owned(
+        &self,
+        id: Option<&str>,
+        policy: Option<&str>,
+    ) -> Result<Vec<Replica>, RuntimeError> {
         let mut filters = self.owned_filters();
         if let Some(id) = id {
             filters.insert("id".to_string(), vec![id.to_string()]);
+        }
+        if let Some(policy) = policy
+            && let Some(labels) = filters.get_mut("label")
+        {
+            labels.push(format!("{LABEL_POLICY}={policy}"));
         }
         let options = ListContainersOptions {
             all: true,
@@ -176,7 +185,16 @@ impl DockerRuntime {
 
 impl Runtime for DockerRuntime {
     async fn list(&self) -> Result<Vec<Replica>, RuntimeError> {
-        self.list_owned(None).await
+        self.list_owned(None, None).await
+    }
+
+    async fn list_policy(&self, policy: &str) -> Result<Vec<Replica>, RuntimeError> {
+        let replicas = self.list_owned(None, Some(policy)).await?;
+        // The label filter is the engine's; the policy check is ours.
+        Ok(replicas
+            .into_iter()
+            .filter(|r| r.policy == policy)
+            .collect())
     }
 
     async fn create(&self, spec: &ReplicaSpec) -> Result<Replica, RuntimeError> {
@@ -215,7 +233,7 @@ impl Runtime for DockerRuntime {
             });
         }
         tracing::info!(id = %created.id, name = %spec.name, policy = %spec.policy, host = %format!("{}:{}", spec.host_ip, spec.host_port), "replica started");
-        self.list_owned(Some(&created.id))
+        self.list_owned(Some(&created.id), None)
             .await?
             .into_iter()
             .next()

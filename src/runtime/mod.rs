@@ -112,6 +112,17 @@ pub trait Runtime: Send + Sync {
     /// Every container carrying `managed-by=autoscaler` AND `instance=<this instance>` (running or not).
     fn list(&self) -> impl Future<Output = Result<Vec<Replica>, RuntimeError>> + Send;
 
+    /// The owned containers of one policy (the engine filters when it can).
+    fn list_policy(
+        &self,
+        policy: &str,
+    ) -> impl Future<Output = Result<Vec<Replica>, RuntimeError>> + Send {
+        async move {
+            let all = self.list().await?;
+            Ok(all.into_iter().filter(|r| r.policy == policy).collect())
+        }
+    }
+
     /// Create and start a replica with all labels and the host port binding.
     ///
     /// # Errors
