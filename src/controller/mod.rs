@@ -108,7 +108,9 @@ pub async fn run<R, L>(
             _ = shutdown.cancelled() => break,
             _ = resync.tick() => workers.values().for_each(|n| n.notify_one()),
             Some(()) = change_rx.recv() => {
-                reload(&op, &load, &set_tx, &telemetry).await;
+                if !reload(&op, &load, &set_tx, &telemetry).await {
+                    continue;
+                }
                 // Removed policies: their workers see it and tear down; forget their notifiers.
                 let present: BTreeSet<String> = set_rx.borrow().policies.keys().cloned().collect();
                 for (name, notify) in &workers {
@@ -219,12 +221,13 @@ fn spawn_missing_workers<R, L>(
     }
 }
 
+/// Re-reads the policy files; returns whether the policy set changed (workers must look).
 async fn reload<R: Runtime, L: LoadBalancer>(
     op: &Operator<R, L>,
     load: &Loader,
     set_tx: &watch::Sender<PolicySet>,
     telemetry: &Telemetry,
-) {
+) -> bool {
     let load = load.clone();
     let result = tokio::task::spawn_blocking(move || load())
         .await
@@ -255,6 +258,7 @@ async fn reload<R: Runtime, L: LoadBalancer>(
                 op.set_policy_valid(None).await;
                 set_tx.send_replace(new);
             }
+            changed
         }
         Err(message) => {
             let already = set_tx.borrow().invalid.as_deref() == Some(message.as_str());
@@ -271,6 +275,8 @@ async fn reload<R: Runtime, L: LoadBalancer>(
                 op.set_policy_valid(Some(&message)).await;
                 set_tx.send_modify(|set| set.invalid = Some(message));
             }
+            // The last good set stays: workers have nothing new to look at.
+            false
         }
     }
 }

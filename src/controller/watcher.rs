@@ -41,7 +41,11 @@ pub async fn watch(
     let mut watcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(event) => {
-                if event.paths.iter().any(|p| concerns(&filter, p)) {
+                // Our own reads of the file raise access events: reacting to them would
+                // reload in a loop.
+                if !matches!(event.kind, notify::EventKind::Access(_))
+                    && event.paths.iter().any(|p| concerns(&filter, p))
+                {
                     let _ = raw_tx.send(());
                 }
             }
