@@ -22,7 +22,7 @@ use crate::nginx::{self, Upstream};
 use crate::plan::{self, Desired, ObservedReplica, Plan, Step};
 use crate::policy::{MetricSpec, ScalingPolicy};
 use crate::runtime::{self, Replica, ReplicaSpec, Runtime};
-use crate::scaling::{self, Decision, DecisionInput, MetricInput, MetricReading};
+use crate::scaling::{self, Decision, DecisionInput, Limit, MetricInput, MetricReading};
 use crate::state::{
     CounterSample, Event, MetricValue, PolicyState, State, StateDir, StateError, UpstreamSettings,
 };
@@ -781,22 +781,21 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 &decision.reason,
                 now,
             );
-            let limited = decision.limit.is_some();
-            status.set_condition(
-                "ScalingLimited",
-                limited,
-                if limited {
-                    "DesiredWithinRangeLimited"
-                } else {
-                    "DesiredWithinRange"
-                },
-                &decision
-                    .limit
-                    .as_ref()
-                    .map(|l| format!("{l:?}"))
-                    .unwrap_or_else(|| "the desired count is within the allowed range".to_owned()),
-                now,
-            );
+            // As HPA: "limited" means bounded by min/max or a rate policy; windows and
+            // the tolerance band are how the algorithm decides, not limits.
+            let (limited, reason) = match &decision.limit {
+                Some(Limit::Min(_)) => (true, "TooFewReplicas"),
+                Some(Limit::Max(_)) => (true, "TooManyReplicas"),
+                Some(Limit::Rate { .. }) => (true, "RateLimited"),
+                Some(Limit::Disabled(_)) => (true, "ScalingDisabled"),
+                _ => (false, "DesiredWithinRange"),
+            };
+            let message = if limited {
+                decision.reason.clone()
+            } else {
+                "the desired count is within the allowed range".to_owned()
+            };
+            status.set_condition("ScalingLimited", limited, reason, &message, now);
             if decision.desired != current {
                 let kind = if decision.desired > current {
                     "ScaledUp"
