@@ -19,6 +19,15 @@ pub struct PolicyArgs {
     pub files: Vec<PathBuf>,
 }
 
+/// The arguments of a command that drives the host: which policies, and how.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HostArgs {
+    #[command(flatten)]
+    pub policies: PolicyArgs,
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+}
+
 /// How the operator reaches Docker and nginx, and where it keeps state.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OperatorArgs {

@@ -4,17 +4,11 @@ use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::common::{self, OperatorArgs, PolicyArgs};
+use super::common;
 use crate::reconcile::Mode;
 
-/// Arguments of `autoscaler diff`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    pub policies: PolicyArgs,
-    #[command(flatten)]
-    pub operator: OperatorArgs,
-}
+/// Arguments of `autoscaler diff`: the policies and how to reach the host.
+pub type Args = common::HostArgs;
 
 /// Exit 0 no changes, 1 changes pending, 2 error.
 pub fn run(args: Args) -> ExitCode {

@@ -3,18 +3,12 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::common::{self, OperatorArgs, PolicyArgs};
+use super::common;
 use crate::lb::LoadBalancer;
 use crate::reconcile::Mode;
 
-/// Arguments of `autoscaler down`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    pub policies: PolicyArgs,
-    #[command(flatten)]
-    pub operator: OperatorArgs,
-}
+/// Arguments of `autoscaler down`: the policies and how to reach the host.
+pub type Args = common::HostArgs;
 
 /// Exit 0 when everything of the policies is gone, 1 when a step failed, 2 invalid input.
 pub fn run(args: Args) -> ExitCode {

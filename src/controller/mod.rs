@@ -150,14 +150,7 @@ async fn prepare<R: Runtime, L: LoadBalancer>(
     telemetry: &Telemetry,
 ) {
     let refs: Vec<_> = set.policies.values().map(|p| &p.policy).collect();
-    let sources: Vec<_> = set
-        .policies
-        .values()
-        .map(|p| (p.policy.metadata.name.clone(), p.file.clone()))
-        .collect();
-    if let Err(e) = op.record_sources(&sources).await {
-        tracing::error!(error = %e, "cannot record policy sources");
-    }
+    record_sources(op, set).await;
     // Until this succeeds workers retry on their own (their pass syncs their upstream).
     if let Err(e) = op.prepare(&refs, Mode::Apply).await {
         telemetry
@@ -221,6 +214,18 @@ fn spawn_missing_workers<R, L>(
     }
 }
 
+/// Remembers which file each policy of `set` came from (prune bookkeeping).
+async fn record_sources<R: Runtime, L: LoadBalancer>(op: &Operator<R, L>, set: &PolicySet) {
+    let sources: Vec<_> = set
+        .policies
+        .values()
+        .map(|p| (p.policy.metadata.name.clone(), p.file.clone()))
+        .collect();
+    if let Err(e) = op.record_sources(&sources).await {
+        tracing::error!(error = %e, "cannot record policy sources");
+    }
+}
+
 /// Re-reads the policy files; returns whether the policy set changed (workers must look).
 async fn reload<R: Runtime, L: LoadBalancer>(
     op: &Operator<R, L>,
@@ -247,14 +252,7 @@ async fn reload<R: Runtime, L: LoadBalancer>(
             };
             if changed {
                 tracing::info!(policies = new.policies.len(), "policy files reloaded");
-                let sources: Vec<_> = new
-                    .policies
-                    .values()
-                    .map(|p| (p.policy.metadata.name.clone(), p.file.clone()))
-                    .collect();
-                if let Err(e) = op.record_sources(&sources).await {
-                    tracing::error!(error = %e, "cannot record policy sources");
-                }
+                record_sources(op, &new).await;
                 op.set_policy_valid(None).await;
                 set_tx.send_replace(new);
             }
