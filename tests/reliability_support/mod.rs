@@ -272,31 +272,7 @@ pub fn spawn_daemon_with(
     api_port: u16,
     vars: &[(&str, &str)],
 ) -> crate::support::Daemon {
-    let policy = env.policy_path();
-    let listen = format!("127.0.0.1:{api_port}");
-    let log_path = env.dir.path().join(format!("daemon-{api_port}.log"));
-    let log = std::fs::File::create(&log_path).expect("daemon log");
-    let mut cmd = env.command(&[
-        "run",
-        "-f",
-        policy.to_str().unwrap(),
-        "--listen",
-        &listen,
-        "--interval",
-        "500ms",
-    ]);
-    cmd.env("AUTOSCALER_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(log);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    crate::support::Daemon {
-        child: Some(cmd.spawn().expect("spawn daemon")),
-        api: listen.parse().unwrap(),
-        log: log_path,
-    }
+    env.spawn_daemon_env(api_port, &[], vars)
 }
 
 /// Kills nginx workers that hold files under the test's nginx prefix but whose master is

@@ -206,10 +206,15 @@ spec:
 
     /// Starts `autoscaler run -f <policy>` with its endpoint on `api_port`.
     pub fn spawn_daemon(&self, api_port: u16, extra: &[&str]) -> Daemon {
+        self.spawn_daemon_env(api_port, extra, &[])
+    }
+
+    /// Like `spawn_daemon`, with extra environment variables (e.g. `DOCKER_HOST`).
+    pub fn spawn_daemon_env(&self, api_port: u16, extra: &[&str], vars: &[(&str, &str)]) -> Daemon {
         let policy = self.policy_path();
         let listen = format!("127.0.0.1:{api_port}");
-        let log = std::fs::File::create(self.dir.path().join(format!("daemon-{api_port}.log")))
-            .expect("daemon log");
+        let log_path = self.dir.path().join(format!("daemon-{api_port}.log"));
+        let log = std::fs::File::create(&log_path).expect("daemon log");
         let mut args = vec![
             "run",
             "-f",
@@ -220,17 +225,18 @@ spec:
             "500ms",
         ];
         args.extend_from_slice(extra);
-        let child = self
-            .command(&args)
-            .env("AUTOSCALER_LOG", "info")
+        let mut cmd = self.command(&args);
+        cmd.env("AUTOSCALER_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn daemon");
+            .stderr(log);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
         Daemon {
-            child: Some(child),
+            child: Some(cmd.spawn().expect("spawn daemon")),
             api: listen.parse().unwrap(),
-            log: self.dir.path().join(format!("daemon-{api_port}.log")),
+            log: log_path,
         }
     }
 
