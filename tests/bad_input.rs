@@ -11,6 +11,8 @@
 //! Loopback ports 18900-18999 are this file's. Docker and nginx are required when
 //! `CI=true`; otherwise a missing tool skips the test with a notice.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -22,6 +24,7 @@ use autoscaler::nginx::{self, ManagedSettings, Upstream};
 use autoscaler::policy::Algorithm;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use support::{invalid_fixtures, nginx_test};
 
 const LABEL_INSTANCE: &str = "autoscaler.dev/instance";
 /// The listen port of the running-system test; its replicas use the next ports.
@@ -84,17 +87,6 @@ fn autoscaler(args: &[&str], state_dir: &Path, instance: &str) -> Output {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap()
-}
-
-fn invalid_fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    files
 }
 
 /// `path` relative to the crate root, as the binary prints it.
@@ -586,26 +578,6 @@ fn names_ok(set: &[Upstream]) -> bool {
             && b[0] != b'-'
             && b[b.len() - 1] != b'-'
     })
-}
-
-/// Runs `nginx -t` on `conf` under `prefix`; the error log on failure.
-fn nginx_test(prefix: &Path, conf: &Path) -> Result<(), String> {
-    let out = Command::new("nginx")
-        .arg("-t")
-        .arg("-q")
-        .arg("-p")
-        .arg(prefix)
-        .arg("-c")
-        .arg(conf)
-        .arg("-e")
-        .arg(prefix.join("error.log"))
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
 }
 
 #[test]

@@ -1,8 +1,12 @@
 //! The real `autoscaler` binary on the examples and on the bad-input corpus.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use support::invalid_fixtures;
 
 fn autoscaler(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_autoscaler"))
@@ -10,17 +14,6 @@ fn autoscaler(args: &[&str]) -> Output {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run autoscaler")
-}
-
-fn invalid_fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    files
 }
 
 #[test]

@@ -67,22 +67,7 @@ pub fn owned(env: &Env) -> Vec<Owned> {
 /// `nginx -t` on the live config of the managed prefix: Ok or nginx's stderr.
 pub fn nginx_t(env: &Env) -> Result<(), String> {
     let prefix = env.nginx_prefix();
-    let out = Command::new("nginx")
-        .arg("-t")
-        .arg("-q")
-        .arg("-p")
-        .arg(&prefix)
-        .arg("-c")
-        .arg(prefix.join("nginx.conf"))
-        .arg("-e")
-        .arg(prefix.join("error.log"))
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    crate::support::nginx_test(&prefix, &prefix.join("nginx.conf"))
 }
 
 /// True when `GET /healthz` on the replica port answers 200.

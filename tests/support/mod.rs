@@ -527,3 +527,35 @@ pub fn assert_exit(out: &Output, code: i32, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Every malformed policy of the shared corpus (`tests/fixtures/invalid/*.yaml`), sorted.
+pub fn invalid_fixtures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Runs the real `nginx -t` on `conf` under `prefix`: Ok, or nginx's stderr.
+pub fn nginx_test(prefix: &Path, conf: &Path) -> Result<(), String> {
+    let out = Command::new("nginx")
+        .arg("-t")
+        .arg("-q")
+        .arg("-p")
+        .arg(prefix)
+        .arg("-c")
+        .arg(conf)
+        .arg("-e")
+        .arg(prefix.join("error.log"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
