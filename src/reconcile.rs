@@ -485,11 +485,10 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         drain_timeout: Duration,
         mode: Mode,
     ) -> Result<PolicyReport, ReconcileError> {
-        let all = self.runtime.list().await?;
+        let all = self.runtime.list_policy(name).await?;
         let live = self.live_upstreams().await?;
         let observed: Vec<ObservedReplica> = all
             .iter()
-            .filter(|r| r.policy == name)
             .map(|r| ObservedReplica {
                 id: r.id.clone(),
                 name: r.name.clone(),
@@ -953,11 +952,12 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         }
     }
 
-    /// Returns once the container `name` is gone or not running (list errors: keep waiting).
-    async fn until_not_running(&self, name: &str) {
+    /// Returns once the container `name` of `policy` is gone or not running (list errors:
+    /// keep waiting).
+    async fn until_not_running(&self, policy: &str, name: &str) {
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            if let Ok(list) = self.runtime.list().await
+            if let Ok(list) = self.runtime.list_policy(policy).await
                 && !list.iter().any(|r| r.name == name && r.running)
             {
                 return;
@@ -996,10 +996,10 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
     }
 
     async fn replica_id_at(&self, policy: &str, port: u16) -> Option<String> {
-        let replicas = self.runtime.list().await.ok()?;
+        let replicas = self.runtime.list_policy(policy).await.ok()?;
         replicas
             .into_iter()
-            .find(|r| r.policy == policy && r.host_port == port && r.running)
+            .find(|r| r.host_port == port && r.running)
             .map(|r| r.id)
     }
 
@@ -1049,7 +1049,7 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 // fail the step now so the next pass replaces it, not at the timeout.
                 let result = tokio::select! {
                     result = probe => result,
-                    () = self.until_not_running(container) => Err(runtime::probe::ProbeError::NotReady {
+                    () = self.until_not_running(&ctx.policy, container) => Err(runtime::probe::ProbeError::NotReady {
                         addr,
                         path: readiness.http_get.path.clone(),
                         waited: started.elapsed(),
