@@ -21,6 +21,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
+use crate::reconcile::ErrorKind;
 use crate::state::{Event, State};
 
 /// Errors of the endpoint.
@@ -80,20 +81,6 @@ pub struct DirectionLabels {
     pub direction: String,
 }
 
-/// Error kinds counted in `autoscaler_errors_total{kind}`.
-pub const ERROR_KINDS: &[&str] = &[
-    "docker",
-    "docker_events",
-    "nginx",
-    "state",
-    "not_ready",
-    "no_free_port",
-    "invalid_policy",
-    "policy_invalid",
-    "prepare",
-    "injected",
-];
-
 /// The operator's own metrics and the latest status, shared by the controller and the endpoint.
 pub struct Telemetry {
     registry: Registry,
@@ -121,6 +108,8 @@ pub struct Telemetry {
     pub snapshot: RwLock<(State, Vec<Event>)>,
     /// False while the Docker engine is unreachable (for `/healthz`).
     pub docker_ok: AtomicBool,
+    /// Label sets of the per-policy gauges set so far (removed with their policy).
+    exported: std::sync::Mutex<std::collections::BTreeSet<(String, Option<String>)>>,
 }
 
 impl Default for Telemetry {
@@ -146,9 +135,9 @@ impl Telemetry {
         });
         let errors = Family::<KindLabels, Counter>::default();
         // Every known kind exists from the start, so `increase()` panels show 0, not nothing.
-        for kind in ERROR_KINDS {
+        for kind in ErrorKind::ALL {
             let _ = errors.get_or_create(&KindLabels {
-                kind: (*kind).to_owned(),
+                kind: kind.label().to_owned(),
             });
         }
         let reloads = Gauge::default();
@@ -209,6 +198,7 @@ impl Telemetry {
             scale_events,
             snapshot: RwLock::new((State::default(), Vec::new())),
             docker_ok: AtomicBool::new(false),
+            exported: std::sync::Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 
@@ -221,8 +211,49 @@ impl Telemetry {
         out
     }
 
-    /// Mirrors a saved state into the gauges and the `/status` snapshot.
+    /// Counts one error of `kind`.
+    pub fn count_error(&self, kind: ErrorKind) {
+        self.errors
+            .get_or_create(&KindLabels {
+                kind: kind.label().to_owned(),
+            })
+            .inc();
+    }
+
+    /// Mirrors a saved state into the gauges and the `/status` snapshot; the gauges of
+    /// policies (and metrics) no longer in the state are removed.
     pub async fn observe_state(&self, state: &State, events: Vec<Event>) {
+        let mut now: std::collections::BTreeSet<(String, Option<String>)> =
+            std::collections::BTreeSet::new();
+        for (name, ps) in &state.policies {
+            now.insert((name.clone(), None));
+            for m in &ps.status.metrics {
+                now.insert((name.clone(), Some(m.name.clone())));
+            }
+        }
+        if let Ok(mut exported) = self.exported.lock() {
+            for (policy, metric) in exported.difference(&now) {
+                match metric {
+                    None => {
+                        let labels = PolicyLabels {
+                            policy: policy.clone(),
+                        };
+                        self.desired.remove(&labels);
+                        self.current.remove(&labels);
+                        self.ready.remove(&labels);
+                    }
+                    Some(metric) => {
+                        let labels = MetricLabels {
+                            policy: policy.clone(),
+                            metric: metric.clone(),
+                        };
+                        self.metric_value.remove(&labels);
+                        self.metric_target.remove(&labels);
+                    }
+                }
+            }
+            *exported = now;
+        }
         for (name, ps) in &state.policies {
             let labels = PolicyLabels {
                 policy: name.clone(),

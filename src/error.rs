@@ -67,18 +67,18 @@ mod tests {
     fn bad_input_is_not_transient_and_a_busy_engine_is() {
         let policy: Error = LoadErrors { errors: vec![] }.into();
         assert!(!policy.is_transient());
-        let port: Error = ReconcileError::NoFreePort {
+        let port: Error = ReconcileError::PortTaken {
             policy: "web".into(),
-            range: "8001-8002".into(),
-            host_ip: "127.0.0.1".into(),
+            port: 8001,
         }
         .into();
-        assert!(port.is_transient(), "ports free up as replicas go");
-        let invalid: Error = ReconcileError::InvalidPolicy {
-            policy: "web".into(),
-            message: "x".into(),
-        }
+        assert!(port.is_transient(), "the next pass picks another port");
+        let refused: Error = ReconcileError::Runtime(RuntimeError::NotOwned {
+            id: "x".into(),
+            name: "y".into(),
+            instance: "i".into(),
+        })
         .into();
-        assert!(!invalid.is_transient());
+        assert!(!refused.is_transient());
     }
 }

@@ -1,11 +1,13 @@
 //! Fault-injection points for crash tests: abort the process before or after a step.
 //!
-//! Set `AUTOSCALER_FAULT=<when>:<step>[:<n>]`, e.g. `before:set-upstream` or
+//! Only in builds with the `fault-injection` cargo feature (the crash tests turn it on);
+//! a default build ignores the variable. Set `AUTOSCALER_FAULT=<when>:<step>[:<n>]`, e.g. `before:set-upstream` or
 //! `after:create:2` (the second create). `<when>` is `before` or `after`; `<step>` is one of
 //! `create`, `wait-ready`, `set-upstream`, `drain`, `stop`, `remove`. Unset, a point costs
 //! one environment lookup per step. This is the one place the library may end the
 //! process: it simulates `kill -9`, on purpose.
 
+#[cfg(feature = "fault-injection")]
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::plan::Step;
@@ -13,6 +15,7 @@ use crate::plan::Step;
 /// Environment variable that arms a fault point.
 pub const FAULT_ENV: &str = "AUTOSCALER_FAULT";
 
+#[cfg(feature = "fault-injection")]
 static HITS: AtomicU32 = AtomicU32::new(0);
 
 /// Short kebab-case name of a step kind, as used in `AUTOSCALER_FAULT`.
@@ -28,6 +31,15 @@ pub fn step_kind(step: &Step) -> &'static str {
 }
 
 /// Aborts the process when the armed fault matches `when` and this step.
+///
+/// Compiled in only with the `fault-injection` feature; otherwise a no-op, so a default
+/// build ignores `AUTOSCALER_FAULT`.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn point(_when: &str, _step: &Step) {}
+
+/// Aborts the process when the armed fault matches `when` and this step.
+#[cfg(feature = "fault-injection")]
 pub fn point(when: &str, step: &Step) {
     let Ok(spec) = std::env::var(FAULT_ENV) else {
         return;
@@ -41,6 +53,7 @@ pub fn point(when: &str, step: &Step) {
 }
 
 /// Pure matcher: `count` is called only when the point's kind matches, to count hits.
+#[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
 fn matches(spec: &str, when: &str, kind: &str, count: impl FnOnce() -> u32) -> bool {
     let mut parts = spec.split(':');
     let (Some(w), Some(k)) = (parts.next(), parts.next()) else {

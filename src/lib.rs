@@ -17,7 +17,8 @@
 //! - [`lb`]: writes, validates and reloads the nginx config (managed or external).
 //! - [`metrics`]: scrapes replicas and queries Prometheus; computes rates.
 //! - [`state`]: the state directory (history, status, events) and its lock.
-//! - [`reconcile`]: one pass: observe, decide, plan, execute, record.
+//! - [`reconcile`]: one pass: observe, decide, plan, execute, record (a folder: one job
+//!   per file, with fakes of its boundaries for in-process tests).
 //! - [`controller`]: the daemon's trigger streams, work queue and shutdown.
 //! - [`api`]: the daemon's HTTP endpoint (`/metrics`, `/healthz`, `/status`).
 //! - [`load`]: the `autoscaler load` traffic generator.

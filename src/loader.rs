@@ -95,6 +95,20 @@ fn file_error(path: &Path, message: impl Into<String>) -> PolicyError {
     PolicyError::new(&path.display().to_string(), Pos::START, "", message)
 }
 
+/// The one rule for which files of a directory are policies (loader, CLI and watcher):
+/// `*.yaml` or `*.yml`, not hidden (editors' swap and backup files start with a dot).
+pub fn is_policy_file(path: &Path) -> bool {
+    let is_yaml = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e == "yaml" || e == "yml");
+    let hidden = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'));
+    is_yaml && !hidden
+}
+
 /// The files a path names: itself, or the sorted `*.yaml`/`*.yml` directly inside it.
 fn expand(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
     let meta =
@@ -108,15 +122,7 @@ fn expand(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
     for entry in entries {
         let entry = entry.map_err(|e| file_error(path, format!("cannot list directory: {e}")))?;
         let p = entry.path();
-        let is_yaml = p
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e == "yaml" || e == "yml");
-        let hidden = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.'));
-        if is_yaml && !hidden && p.is_file() {
+        if is_policy_file(&p) && p.is_file() {
             files.push(p);
         }
     }

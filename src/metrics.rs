@@ -116,6 +116,21 @@ impl Scraper {
             })
     }
 
+    /// Every series of `family` (TEMPORARY: the whole family as one series until the
+    /// per-series scraper lands).
+    pub async fn family_series(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        family: &str,
+    ) -> Result<Vec<SeriesValue>, MetricsError> {
+        let value = self.family_sum(addr, path, family).await?;
+        Ok(vec![SeriesValue {
+            labels: String::new(),
+            value,
+        }])
+    }
+
     /// Runs an instant query and returns its single value (scalar or one-element vector).
     pub async fn prometheus_query(&self, base: &str, query: &str) -> Result<f64, MetricsError> {
         let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
@@ -140,6 +155,15 @@ impl Scraper {
             .map_err(|e| query_err(format!("answer is not Prometheus JSON: {e}")))?;
         query_value(&body).map_err(query_err)
     }
+}
+
+/// One series of a family as scraped: its canonical label text and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesValue {
+    /// Sorted label text, empty for a series without labels.
+    pub labels: String,
+    /// Sample value.
+    pub value: f64,
 }
 
 /// The subset of Prometheus' `/api/v1/query` answer that matters here.

@@ -119,12 +119,16 @@ impl Plan {
 pub struct Desired<'a> {
     /// Policy name (names containers).
     pub policy: &'a str,
+    /// Operator instance (part of container names, so instances never collide).
+    pub instance: &'a str,
     /// Template hash every replica should carry.
     pub template_hash: &'a str,
     /// Replica count to converge on.
     pub replicas: u32,
     /// Inclusive host port range.
     pub port_range: (u16, u16),
+    /// Ports of the range that cannot be used: held by other containers or processes.
+    pub unavailable_ports: &'a [u16],
     /// Seconds after creation a replica may stay unready before it is replaced.
     pub readiness_timeout_seconds: u64,
 }
@@ -209,7 +213,11 @@ pub fn plan(desired: &Desired, observed: &[ObservedReplica], live_upstream: &[u1
     builder.retire_all(&victims, "scale down", &mut removals);
 
     // Phase 2: new replicas beyond those that replace outdated ones, plus unready survivors.
-    let mut used: BTreeSet<u16> = observed.iter().map(|r| r.host_port).collect();
+    let mut used: BTreeSet<u16> = observed
+        .iter()
+        .map(|r| r.host_port)
+        .chain(desired.unavailable_ports.iter().copied())
+        .collect();
     let mut free_ports =
         (desired.port_range.0..=desired.port_range.1).filter(move |p| used.insert(*p));
     let batch = creations - to_replace.len();
@@ -221,7 +229,7 @@ pub fn plan(desired: &Desired, observed: &[ObservedReplica], live_upstream: &[u1
     let mut new_names = Vec::new();
     for _ in 0..batch {
         let Some(port) = free_ports.next() else { break };
-        let name = replica_name(desired.policy, port);
+        let name = replica_name(desired.policy, port, desired.instance);
         builder.push(Step::Create {
             name: name.clone(),
             host_port: port,
@@ -243,7 +251,7 @@ pub fn plan(desired: &Desired, observed: &[ObservedReplica], live_upstream: &[u1
     // Phase 3: rolling replacement, surge one at a time.
     for old in &to_replace {
         let Some(port) = free_ports.next() else { break };
-        let name = replica_name(desired.policy, port);
+        let name = replica_name(desired.policy, port, desired.instance);
         builder.push(Step::Create {
             name: name.clone(),
             host_port: port,
@@ -338,9 +346,22 @@ impl Builder {
     }
 }
 
-/// Container name of the replica of `policy` on `port`, e.g. `web-8001`.
-pub fn replica_name(policy: &str, port: u16) -> String {
-    format!("{policy}-{port}")
+/// Container name of the replica of `policy` on `port` for operator `instance`, e.g.
+/// `web-8001.default`: the instance keeps two operators' names apart, and one that Docker
+/// would refuse in a name is replaced by a short hash of it.
+pub fn replica_name(policy: &str, port: u16, instance: &str) -> String {
+    let fits = !instance.is_empty()
+        && instance.len() <= 63
+        && instance
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if fits {
+        format!("{policy}-{port}.{instance}")
+    } else {
+        let digest = Sha256::digest(instance.as_bytes());
+        let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        format!("{policy}-{port}.{short}")
+    }
 }
 
 /// Short stable hash of everything that requires replacing a replica when it changes.

@@ -145,12 +145,15 @@ impl OperatorArgs {
     pub async fn operator(&self) -> anyhow::Result<HostOperator> {
         let runtime = DockerRuntime::connect(&self.instance).await?;
         let lb = self.load_balancer()?;
-        Ok(Operator::new(
-            runtime,
-            lb,
-            self.state(),
-            OperatorSettings::default(),
-        )?)
+        Ok(Operator::new(runtime, lb, self.state(), self.settings())?)
+    }
+
+    /// The operator settings these arguments give.
+    pub fn settings(&self) -> OperatorSettings {
+        OperatorSettings {
+            instance: self.instance.clone(),
+            ..OperatorSettings::default()
+        }
     }
 }
 
@@ -178,9 +181,7 @@ pub fn source_files(policies: &[LoadedPolicy], args: &PolicyArgs) -> Vec<PathBuf
                 entries
                     .filter_map(Result::ok)
                     .map(|e| e.path())
-                    .filter(|p| {
-                        matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-                    }),
+                    .filter(|p| loader::is_policy_file(p)),
             );
         }
     }

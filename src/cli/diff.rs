@@ -2,10 +2,9 @@
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use super::common;
-use crate::reconcile::Mode;
+use crate::reconcile::{DEFAULT_DRAIN_TIMEOUT, PassMode};
 
 /// Arguments of `autoscaler diff`: the policies and how to reach the host.
 pub type Args = common::HostArgs;
@@ -39,31 +38,28 @@ async fn diff(
     let op = args.operator.operator().await?;
     let refs: Vec<_> = policies.iter().map(|p| &p.policy).collect();
     let present: BTreeSet<String> = refs.iter().map(|p| p.metadata.name.clone()).collect();
-    op.prepare(&refs, Mode::DryRun).await?;
+    op.prepare(&refs, PassMode::DryRun).await?;
     let mut pending = false;
-    let mut after = Vec::new();
+    let mut reports = Vec::new();
     for policy in &refs {
-        let report = op.reconcile(policy, Mode::DryRun).await?;
+        let report = op.reconcile(policy, PassMode::DryRun).await?;
         if let Some(decision) = &report.decision {
             println!("{}: {decision}", policy.metadata.name);
         }
         print!("{}", report.plan);
         pending |= !report.plan.is_empty();
-        after.push((
-            policy.metadata.name.clone(),
-            policy.spec.ports.host_ip.clone(),
-            op.ports_after(policy, &report).await,
-        ));
+        reports.push((report, Some(*policy)));
     }
     for name in op.prunable(files, &present).await {
         let report = op
-            .remove_policy(&name, Duration::from_secs(30), Mode::DryRun)
+            .remove_policy(&name, DEFAULT_DRAIN_TIMEOUT, PassMode::DryRun, None)
             .await?;
         println!("{name}: removed from its file: would be torn down");
         print!("{}", report.plan);
         pending = true;
+        reports.push((report, None));
     }
-    let (before, after) = op.config_diff_inputs(&after).await?;
+    let (before, after) = op.config_diff(&reports).await?;
     if before != after {
         pending = true;
         let diff = similar::TextDiff::from_lines(&before, &after);

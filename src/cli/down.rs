@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::common;
 use crate::lb::LoadBalancer;
-use crate::reconcile::Mode;
+use crate::reconcile::PassMode;
 
 /// Arguments of `autoscaler down`: the policies and how to reach the host.
 pub type Args = common::HostArgs;
@@ -25,13 +25,15 @@ pub fn run(args: Args) -> ExitCode {
 
 async fn down(args: &Args, policies: &[crate::loader::LoadedPolicy]) -> anyhow::Result<bool> {
     let op = args.operator.operator().await?;
-    op.prepare(&[], Mode::DryRun).await?;
+    // The files' own settings complete what the state knows (it may have lost them).
+    let refs: Vec<_> = policies.iter().map(|p| &p.policy).collect();
+    op.prepare(&refs, PassMode::DryRun).await?;
     let mut ok = true;
     for loaded in policies {
         let policy = &loaded.policy;
         let drain = Duration::from_secs(policy.spec.drain.timeout_seconds);
         let report = op
-            .remove_policy(&policy.metadata.name, drain, Mode::Apply)
+            .remove_policy(&policy.metadata.name, drain, PassMode::Apply, None)
             .await?;
         ok &= super::reconcile::print_report(&report);
         if report.converged() {

@@ -2,10 +2,8 @@
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
-use std::time::Duration;
-
 use super::common::{self, OperatorArgs, PolicyArgs};
-use crate::reconcile::{Mode, PolicyReport};
+use crate::reconcile::{DEFAULT_DRAIN_TIMEOUT, PassMode, PolicyReport};
 
 /// Arguments of `autoscaler reconcile`.
 #[derive(Debug, clap::Args)]
@@ -45,19 +43,30 @@ async fn pass(
     let refs: Vec<_> = policies.iter().map(|p| &p.policy).collect();
     let present: BTreeSet<String> = sources.iter().map(|(n, _)| n.clone()).collect();
     let prune = op.prunable(files, &present).await;
-    op.prepare(&refs, Mode::Apply).await?;
+    op.prepare(&refs, PassMode::Apply).await?;
     op.record_sources(&sources).await?;
     let mut converged = true;
     // Policies are independent (the daemon reconciles them concurrently too): one slow
-    // policy (image start, readiness) must not serialize the whole pass.
-    let reports =
-        futures::future::join_all(refs.iter().map(|p| op.reconcile(p, Mode::Apply))).await;
+    // policy (image start, readiness) must not serialize the whole pass. Drains run in
+    // the background; the process waits for them before it exits.
+    let reports = futures::future::join_all(refs.iter().map(|p| async {
+        let mut report = op.reconcile(p, PassMode::Apply).await?;
+        op.settle(&mut report).await;
+        Ok::<_, crate::reconcile::ReconcileError>(report)
+    }))
+    .await;
     for report in reports {
-        converged &= print_report(&report?);
+        match report {
+            Ok(report) => converged &= print_report(&report),
+            Err(e) => {
+                converged = false;
+                eprintln!("autoscaler reconcile: {e}");
+            }
+        }
     }
     for name in prune {
         let report = op
-            .remove_policy(&name, Duration::from_secs(30), Mode::Apply)
+            .remove_policy(&name, DEFAULT_DRAIN_TIMEOUT, PassMode::Apply, None)
             .await?;
         println!("{name}: removed from its file, tearing down");
         converged &= print_report(&report);
@@ -70,7 +79,7 @@ pub fn print_report(report: &PolicyReport) -> bool {
     if let Some(decision) = &report.decision {
         println!("{}: {decision}", report.policy);
     }
-    for step in report.plan.steps.iter().take(report.done) {
+    for step in &report.done {
         println!("{}: {step}", report.policy);
     }
     if let Some((step, e)) = &report.error {
@@ -79,6 +88,12 @@ pub fn print_report(report: &PolicyReport) -> bool {
             "{}: the next pass resumes from what it observes",
             report.policy
         );
+        return false;
+    }
+    for failure in &report.retire_failures {
+        println!("{}: FAILED {failure}", report.policy);
+    }
+    if !report.retire_failures.is_empty() {
         return false;
     }
     if report.plan.is_empty() {

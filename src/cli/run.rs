@@ -82,7 +82,7 @@ async fn daemon(args: Args, initial: (Vec<crate::loader::LoadedPolicy>, Vec<Path
         runtime,
         lb,
         args.operator.state(),
-        crate::reconcile::OperatorSettings::default(),
+        args.operator.settings(),
     ) {
         Ok(op) => Arc::new(op),
         Err(e) => {
@@ -92,7 +92,7 @@ async fn daemon(args: Args, initial: (Vec<crate::loader::LoadedPolicy>, Vec<Path
     };
     let paths = args.policies.clone();
     let load: Loader = Arc::new(move || {
-        let policies = crate::loader::load_paths(&paths.files).map_err(|e| e.to_string())?;
+        let policies = crate::loader::load_paths(&paths.files)?;
         let files = common::source_files(&policies, &paths);
         Ok((policies, files))
     });

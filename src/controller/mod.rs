@@ -31,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 use crate::api::Telemetry;
 use crate::lb::LoadBalancer;
 use crate::loader::LoadedPolicy;
-use crate::reconcile::{Mode, Operator};
+use crate::loader::LoadErrors;
+use crate::reconcile::{DEFAULT_DRAIN_TIMEOUT, ErrorKind, Operator, PassMode};
 use crate::runtime::{Runtime, RuntimeEvent};
 use backoff::Backoff;
 
@@ -55,12 +56,13 @@ pub struct PolicySet {
     pub policies: BTreeMap<String, LoadedPolicy>,
     /// Files the last good load read (prune scope).
     pub files: Vec<PathBuf>,
-    /// The error of the latest load attempt, when it failed (the last good set stays).
-    pub invalid: Option<String>,
+    /// The errors of the latest load attempt, when it failed (the last good set stays).
+    pub invalid: Option<LoadErrors>,
 }
 
 /// Loads policies (blocking I/O) and the file list they came from.
-pub type Loader = Arc<dyn Fn() -> Result<(Vec<LoadedPolicy>, Vec<PathBuf>), String> + Send + Sync>;
+pub type Loader =
+    Arc<dyn Fn() -> Result<(Vec<LoadedPolicy>, Vec<PathBuf>), LoadErrors> + Send + Sync>;
 
 /// Runs the daemon until `shutdown` is cancelled. The initial load must have succeeded.
 pub async fn run<R, L>(
@@ -75,7 +77,7 @@ pub async fn run<R, L>(
     L: LoadBalancer + 'static,
 {
     let (set_tx, set_rx) = watch::channel(to_set(initial));
-    let mut workers: BTreeMap<String, Arc<Notify>> = BTreeMap::new();
+    let mut workers: BTreeMap<String, WorkerHandle> = BTreeMap::new();
     let mut tasks = JoinSet::new();
 
     // Prepare the upstream table with every policy and start nginx.
@@ -106,24 +108,19 @@ pub async fn run<R, L>(
         );
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = resync.tick() => workers.values().for_each(|n| n.notify_one()),
+            _ = resync.tick() => workers.values().for_each(|w| w.notify.notify_one()),
             Some(()) = change_rx.recv() => {
                 if !reload(&op, &load, &set_tx, &telemetry).await {
                     continue;
                 }
-                // Removed policies: their workers see it and tear down; forget their notifiers.
-                let present: BTreeSet<String> = set_rx.borrow().policies.keys().cloned().collect();
-                for (name, notify) in &workers {
-                    if !present.contains(name) {
-                        notify.notify_one();
-                    }
-                }
-                workers.retain(|name, _| present.contains(name));
-                workers.values().for_each(|n| n.notify_one());
+                // Removed policies: their workers see it and tear down (and exit, marking
+                // themselves done); a policy back before that finds its worker still there.
+                workers.retain(|_, w| !w.done.load(Ordering::SeqCst));
+                workers.values().for_each(|w| w.notify.notify_one());
             }
             Some(event) = event_rx.recv() => match event {
-                Some(policy) => if let Some(n) = workers.get(&policy) { n.notify_one() },
-                None => workers.values().for_each(|n| n.notify_one()),
+                Some(policy) => if let Some(w) = workers.get(&policy) { w.notify.notify_one() },
+                None => workers.values().for_each(|w| w.notify.notify_one()),
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
@@ -144,7 +141,7 @@ fn to_set((policies, files): (Vec<LoadedPolicy>, Vec<PathBuf>)) -> PolicySet {
     }
 }
 
-async fn prepare<R: Runtime, L: LoadBalancer>(
+async fn prepare<R: Runtime + 'static, L: LoadBalancer>(
     op: &Operator<R, L>,
     set: &PolicySet,
     telemetry: &Telemetry,
@@ -152,13 +149,8 @@ async fn prepare<R: Runtime, L: LoadBalancer>(
     let refs: Vec<_> = set.policies.values().map(|p| &p.policy).collect();
     record_sources(op, set).await;
     // Until this succeeds workers retry on their own (their pass syncs their upstream).
-    if let Err(e) = op.prepare(&refs, Mode::Apply).await {
-        telemetry
-            .errors
-            .get_or_create(&crate::api::KindLabels {
-                kind: "prepare".into(),
-            })
-            .inc();
+    if let Err(e) = op.prepare(&refs, PassMode::Apply).await {
+        telemetry.count_error(ErrorKind::Prepare);
         tracing::error!(error = %e, "initial nginx/state preparation failed; workers will retry");
     }
 }
@@ -178,7 +170,7 @@ async fn prune_removed<R, L>(
         let op = op.clone();
         let telemetry = telemetry.clone();
         tasks.spawn(async move {
-            worker::tear_down(&op, &name, Duration::from_secs(30), &telemetry).await;
+            worker::tear_down(&op, &name, DEFAULT_DRAIN_TIMEOUT, &telemetry, None).await;
         });
     }
 }
@@ -189,7 +181,7 @@ fn spawn_missing_workers<R, L>(
     set_rx: &watch::Receiver<PolicySet>,
     telemetry: &Arc<Telemetry>,
     shutdown: &CancellationToken,
-    workers: &mut BTreeMap<String, Arc<Notify>>,
+    workers: &mut BTreeMap<String, WorkerHandle>,
     tasks: &mut JoinSet<()>,
 ) where
     R: Runtime + 'static,
@@ -197,11 +189,21 @@ fn spawn_missing_workers<R, L>(
 {
     let names: Vec<String> = set_rx.borrow().policies.keys().cloned().collect();
     for name in names {
-        if workers.contains_key(&name) {
+        if workers
+            .get(&name)
+            .is_some_and(|w| !w.done.load(Ordering::SeqCst))
+        {
             continue;
         }
         let notify = Arc::new(Notify::new());
-        workers.insert(name.clone(), notify.clone());
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        workers.insert(
+            name.clone(),
+            WorkerHandle {
+                notify: notify.clone(),
+                done: done.clone(),
+            },
+        );
         tasks.spawn(worker::run(worker::WorkerContext {
             op: op.clone(),
             name,
@@ -210,12 +212,21 @@ fn spawn_missing_workers<R, L>(
             policies: set_rx.clone(),
             telemetry: telemetry.clone(),
             shutdown: shutdown.clone(),
+            done,
         }));
     }
 }
 
+/// The controller's handle on a worker.
+struct WorkerHandle {
+    /// Wakes the worker for a pass.
+    notify: Arc<Notify>,
+    /// Set by the worker when it exits.
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// Remembers which file each policy of `set` came from (prune bookkeeping).
-async fn record_sources<R: Runtime, L: LoadBalancer>(op: &Operator<R, L>, set: &PolicySet) {
+async fn record_sources<R: Runtime + 'static, L: LoadBalancer>(op: &Operator<R, L>, set: &PolicySet) {
     let sources: Vec<_> = set
         .policies
         .values()
@@ -227,7 +238,7 @@ async fn record_sources<R: Runtime, L: LoadBalancer>(op: &Operator<R, L>, set: &
 }
 
 /// Re-reads the policy files; returns whether the policy set changed (workers must look).
-async fn reload<R: Runtime, L: LoadBalancer>(
+async fn reload<R: Runtime + 'static, L: LoadBalancer>(
     op: &Operator<R, L>,
     load: &Loader,
     set_tx: &watch::Sender<PolicySet>,
@@ -236,7 +247,17 @@ async fn reload<R: Runtime, L: LoadBalancer>(
     let load = load.clone();
     let result = tokio::task::spawn_blocking(move || load())
         .await
-        .unwrap_or_else(|e| Err(format!("policy loader task failed: {e}")));
+        .unwrap_or_else(|e| {
+            Err(LoadErrors {
+                errors: vec![crate::policy::PolicyError {
+                    file: String::new(),
+                    line: 0,
+                    column: 0,
+                    path: String::new(),
+                    message: format!("policy loader task failed: {e}"),
+                }],
+            })
+        });
     match result {
         Ok((policies, files)) => {
             let new = to_set((policies, files));
@@ -253,25 +274,20 @@ async fn reload<R: Runtime, L: LoadBalancer>(
             if changed {
                 tracing::info!(policies = new.policies.len(), "policy files reloaded");
                 record_sources(op, &new).await;
-                op.set_policy_valid(None).await;
+                op.set_policy_valid(Ok(())).await;
                 set_tx.send_replace(new);
             }
             changed
         }
-        Err(message) => {
-            let already = set_tx.borrow().invalid.as_deref() == Some(message.as_str());
+        Err(errors) => {
+            let already = set_tx.borrow().invalid.as_ref() == Some(&errors);
             if !already {
                 tracing::error!(
-                    "policy files invalid, keeping the last good policies in force:\n{message}"
+                    "policy files invalid, keeping the last good policies in force:\n{errors}"
                 );
-                telemetry
-                    .errors
-                    .get_or_create(&crate::api::KindLabels {
-                        kind: "policy_invalid".into(),
-                    })
-                    .inc();
-                op.set_policy_valid(Some(&message)).await;
-                set_tx.send_modify(|set| set.invalid = Some(message));
+                telemetry.count_error(ErrorKind::PolicyInvalid);
+                op.set_policy_valid(Err(&errors)).await;
+                set_tx.send_modify(|set| set.invalid = Some(errors));
             }
             // The last good set stays: workers have nothing new to look at.
             false
@@ -294,7 +310,7 @@ async fn watch_files(config: DaemonConfig, changes: mpsc::Sender<()>, shutdown: 
 }
 
 /// Forwards Docker events: `Some(policy)` for an owned container's change, `None` to resync.
-async fn watch_docker<R: Runtime, L: LoadBalancer>(
+async fn watch_docker<R: Runtime + 'static, L: LoadBalancer>(
     op: Arc<Operator<R, L>>,
     events: mpsc::Sender<Option<String>>,
     telemetry: Arc<Telemetry>,
@@ -333,12 +349,7 @@ async fn watch_docker<R: Runtime, L: LoadBalancer>(
                 }
             }
         }
-        telemetry
-            .errors
-            .get_or_create(&crate::api::KindLabels {
-                kind: "docker_events".into(),
-            })
-            .inc();
+        telemetry.count_error(ErrorKind::DockerEvents);
         let delay = backoff.next_delay();
         tokio::select! {
             _ = shutdown.cancelled() => return,

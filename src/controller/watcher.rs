@@ -112,10 +112,7 @@ fn concerns(watched: &[PathBuf], changed: &Path) -> bool {
         changed == w
             || (w.is_dir()
                 && changed.parent() == Some(w.as_path())
-                && matches!(
-                    changed.extension().and_then(|e| e.to_str()),
-                    Some("yaml" | "yml")
-                ))
+                && crate::loader::is_policy_file(changed))
     })
 }
 

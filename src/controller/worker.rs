@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::PolicySet;
 use super::backoff::Backoff;
-use crate::api::{DirectionLabels, KindLabels, PolicyLabels, ResultLabels, Telemetry};
+use crate::api::{DirectionLabels, PolicyLabels, ResultLabels, Telemetry};
 use crate::lb::LoadBalancer;
-use crate::reconcile::{Mode, Operator, ReconcileError};
+use crate::reconcile::{DEFAULT_DRAIN_TIMEOUT, Operator, PassMode, ReconcileError};
 use crate::runtime::Runtime;
 
 /// What a worker needs.
@@ -23,10 +23,12 @@ pub(super) struct WorkerContext<R, L> {
     pub policies: watch::Receiver<PolicySet>,
     pub telemetry: Arc<Telemetry>,
     pub shutdown: CancellationToken,
+    /// Set when the worker has exited (its policy torn down): a new one may start.
+    pub done: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Runs until shutdown, or until the policy leaves a valid policy set (then tears it down).
-pub(super) async fn run<R: Runtime, L: LoadBalancer>(ctx: WorkerContext<R, L>) {
+pub(super) async fn run<R: Runtime + 'static, L: LoadBalancer>(ctx: WorkerContext<R, L>) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     let mut delay = Duration::ZERO;
     loop {
@@ -40,11 +42,16 @@ pub(super) async fn run<R: Runtime, L: LoadBalancer>(ctx: WorkerContext<R, L>) {
             set.policies.get(&ctx.name).map(|p| p.policy.clone())
         };
         let Some(policy) = policy else {
-            tear_down(&ctx.op, &ctx.name, Duration::from_secs(30), &ctx.telemetry).await;
-            return;
+            // Torn down, or abandoned because the policy came back: then keep working.
+            if tear_down(&ctx.op, &ctx.name, DEFAULT_DRAIN_TIMEOUT, &ctx.telemetry, Some(&ctx.policies)).await {
+                ctx.done.store(true, Ordering::SeqCst);
+                return;
+            }
+            delay = Duration::ZERO;
+            continue;
         };
         let started = Instant::now();
-        let result = ctx.op.reconcile(&policy, Mode::Apply).await;
+        let result = ctx.op.reconcile(&policy, PassMode::Apply).await;
         let labels = PolicyLabels {
             policy: ctx.name.clone(),
         };
@@ -107,20 +114,50 @@ pub(super) async fn run<R: Runtime, L: LoadBalancer>(ctx: WorkerContext<R, L>) {
     }
 }
 
-/// Drains and removes a policy that left its file, and drops its upstream.
-pub(super) async fn tear_down<R: Runtime, L: LoadBalancer>(
+/// Drains and removes a policy that left its file, and drops its upstream. Returns true
+/// when done (or given up); false when the policy came back into `policies` meanwhile
+/// (the teardown stops between steps and the worker goes on reconciling it).
+pub(super) async fn tear_down<R: Runtime + 'static, L: LoadBalancer>(
     op: &Operator<R, L>,
     name: &str,
     drain: Duration,
     telemetry: &Telemetry,
-) {
+    policies: Option<&watch::Receiver<PolicySet>>,
+) -> bool {
     tracing::info!(policy = %name, "policy removed from its file: draining and removing its replicas");
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     for _ in 0..10 {
-        match op.remove_policy(name, drain, Mode::Apply).await {
+        let came_back = CancellationToken::new();
+        let watcher = policies.map(|rx| {
+            let mut rx = rx.clone();
+            let token = came_back.clone();
+            let name = name.to_owned();
+            tokio::spawn(async move {
+                loop {
+                    if rx.borrow_and_update().policies.contains_key(&name) {
+                        token.cancel();
+                        return;
+                    }
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+        });
+        let result = op
+            .remove_policy(name, drain, PassMode::Apply, Some(came_back.clone()))
+            .await;
+        if let Some(w) = watcher {
+            w.abort();
+        }
+        if came_back.is_cancelled() {
+            tracing::info!(policy = %name, "policy is back: teardown abandoned, reconciling it again");
+            return false;
+        }
+        match result {
             Ok(report) if report.converged() => {
                 publish(op, telemetry).await;
-                return;
+                return true;
             }
             Ok(report) => {
                 if let Some((step, e)) = &report.error {
@@ -132,27 +169,17 @@ pub(super) async fn tear_down<R: Runtime, L: LoadBalancer>(
         tokio::time::sleep(backoff.next_delay()).await;
     }
     tracing::error!(policy = %name, "tear-down gave up after 10 attempts; the next start retries");
+    true
 }
 
 fn count_error(telemetry: &Telemetry, e: &ReconcileError) {
-    let kind = match e {
-        ReconcileError::Runtime(_) => "docker",
-        ReconcileError::LoadBalancer(_) => "nginx",
-        ReconcileError::State(_) => "state",
-        ReconcileError::NotReady { .. } => "not_ready",
-        ReconcileError::NoFreePort { .. } => "no_free_port",
-        ReconcileError::InvalidPolicy { .. } => "invalid_policy",
-        ReconcileError::InjectedFault(_) => "injected",
-    };
-    telemetry
-        .errors
-        .get_or_create(&KindLabels {
-            kind: kind.to_owned(),
-        })
-        .inc();
+    telemetry.count_error(e.kind());
 }
 
-async fn publish<R: Runtime, L: LoadBalancer>(op: &Operator<R, L>, telemetry: &Telemetry) {
+pub(super) async fn publish<R: Runtime + 'static, L: LoadBalancer>(
+    op: &Operator<R, L>,
+    telemetry: &Telemetry,
+) {
     let state = op.state().await;
     let events = op.recent_events();
     telemetry.reloads.set(op.reload_count() as i64);

@@ -1,0 +1,671 @@
+//! One reconcile pass per policy: observe → decide → plan → execute → record.
+//!
+//! # Layout
+//! - this file: [`Operator`] and the pass itself, readable top to bottom;
+//! - [`observe`]: containers, readiness, host ports and metrics into plain values;
+//! - [`execute`]: runs a plan's steps; retirements (drain, stop, remove) in the background;
+//! - [`upstreams`]: the nginx upstream table every policy shares;
+//! - [`status`]: conditions, decision records and prune bookkeeping;
+//! - [`events`]: the event log;
+//! - [`seams`]: the boundaries besides runtime and load balancer (metrics, probe, ports, clock);
+//! - [`error`]: [`ReconcileError`] and the [`ErrorKind`]s `/metrics` counts;
+//! - `testing` (tests only): in-process fakes of every boundary.
+//!
+//! The plan is the single truth: `diff` prints it and `reconcile` executes exactly it,
+//! host ports included. A port taken between planning and execution fails its step; the
+//! next pass plans again from what it observes.
+
+pub mod error;
+pub mod events;
+pub mod execute;
+pub mod observe;
+pub mod seams;
+pub mod status;
+pub mod upstreams;
+
+#[cfg(test)]
+pub mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+pub use error::{ErrorKind, ReconcileError};
+use events::EventLog;
+use execute::{ExecContext, Execution, Hands, Retirements};
+use observe::Observation;
+pub use seams::Seams;
+use upstreams::UpstreamTable;
+
+use crate::lb::LoadBalancer;
+use crate::loader::LoadErrors;
+use crate::plan::{self, Desired, ObservedReplica, Plan, Step};
+use crate::policy::ScalingPolicy;
+use crate::runtime::Runtime;
+use crate::scaling::{self, Decision, DecisionInput};
+use crate::state::{Event, State, StateDir, UpstreamSettings};
+
+/// Gauge the demo backend (and any replica that wants graceful drains) exposes.
+pub const IN_FLIGHT_GAUGE: &str = "http_requests_in_flight";
+
+/// Drain grace for a policy removed from its file, whose own setting is no longer known.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether a pass changes anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassMode {
+    /// Execute the plan and record state.
+    Apply,
+    /// Observe, decide and plan only (`diff`).
+    DryRun,
+}
+
+/// What a pass did (or, in dry-run, would do) for one policy.
+#[derive(Debug)]
+pub struct PolicyReport {
+    /// Policy name.
+    pub policy: String,
+    /// The scaling decision (None when the policy is being removed).
+    pub decision: Option<Decision>,
+    /// The plan.
+    pub plan: Plan,
+    /// Steps that completed, in order (retirements: handed to the background).
+    pub done: Vec<Step>,
+    /// The first failed step and its error.
+    pub error: Option<(Step, ReconcileError)>,
+    /// Background retirements that failed (known only when the pass waited for them).
+    pub retire_failures: Vec<String>,
+}
+
+impl PolicyReport {
+    fn planned(policy: &str, decision: Option<Decision>, plan: Plan) -> Self {
+        Self {
+            policy: policy.to_owned(),
+            decision,
+            plan,
+            done: Vec::new(),
+            error: None,
+            retire_failures: Vec::new(),
+        }
+    }
+
+    /// True when every planned step succeeded.
+    pub fn converged(&self) -> bool {
+        self.error.is_none() && self.retire_failures.is_empty()
+    }
+}
+
+/// Settings of the operator that are not part of any policy.
+#[derive(Debug, Clone)]
+pub struct OperatorSettings {
+    /// Timeout of one readiness probe during observation.
+    pub probe_timeout: Duration,
+    /// Timeout of one metrics scrape.
+    pub scrape_timeout: Duration,
+    /// The operator instance (part of every container name).
+    pub instance: String,
+}
+
+impl Default for OperatorSettings {
+    fn default() -> Self {
+        Self {
+            probe_timeout: Duration::from_millis(1000),
+            scrape_timeout: Duration::from_millis(1000),
+            instance: "default".to_owned(),
+        }
+    }
+}
+
+/// The operator's hands: runtime, load balancer, seams and state, shared by passes.
+pub struct Operator<R, L> {
+    runtime: Arc<R>,
+    lb: L,
+    seams: Seams,
+    settings: OperatorSettings,
+    state_dir: StateDir,
+    state: Mutex<State>,
+    table: UpstreamTable,
+    events: Arc<EventLog>,
+    retirements: Retirements,
+    /// One pass or teardown per policy at a time.
+    policy_locks: std::sync::Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
+    /// Cancelled on graceful shutdown: the executor stops between steps.
+    shutdown: CancellationToken,
+}
+
+impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
+    /// Builds an operator with the real seams and loads the state directory.
+    pub fn new(
+        runtime: R,
+        lb: L,
+        state_dir: StateDir,
+        settings: OperatorSettings,
+    ) -> Result<Self, crate::error::Error> {
+        let seams = Seams::real(settings.scrape_timeout)?;
+        Ok(Self::with_seams(runtime, lb, state_dir, settings, seams)?)
+    }
+
+    /// Builds an operator on the given seams (tests pass fakes) and loads the state.
+    pub fn with_seams(
+        runtime: R,
+        lb: L,
+        state_dir: StateDir,
+        settings: OperatorSettings,
+        seams: Seams,
+    ) -> Result<Self, ReconcileError> {
+        let state = state_dir.load()?;
+        let recent = state_dir.recent_events(events::recent_capacity())?;
+        let events = Arc::new(EventLog::new(
+            state_dir.clone(),
+            seams.clock.clone(),
+            recent,
+        ));
+        Ok(Self {
+            runtime: Arc::new(runtime),
+            lb,
+            seams,
+            settings,
+            state_dir,
+            state: Mutex::new(state),
+            table: UpstreamTable::default(),
+            events,
+            retirements: Retirements::default(),
+            policy_locks: std::sync::Mutex::new(BTreeMap::new()),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// Observes, decides, plans and (in apply mode) executes one policy.
+    ///
+    /// # Errors
+    /// Observation failed (engine down), or nginx cannot serve the policy; a failed step
+    /// is not an error but the report's `error`.
+    pub async fn reconcile(
+        &self,
+        policy: &ScalingPolicy,
+        mode: PassMode,
+    ) -> Result<PolicyReport, ReconcileError> {
+        let name = policy.metadata.name.as_str();
+        let lock = self.policy_lock(name);
+        let _held = lock.lock().await;
+        let obs = self.observe(policy).await?;
+        let (decision, samples, warnings) = self.decide(policy, &obs).await;
+        let plan = self.plan(policy, decision.desired, &obs).await;
+        let mut report = PolicyReport::planned(name, Some(decision), plan);
+        if mode == PassMode::DryRun {
+            return Ok(report);
+        }
+        // A master killed since `prepare` would otherwise never come back.
+        self.lb.ensure_running().await?;
+        self.table
+            .sync_settings(&self.lb, self.seams.ports.as_ref(), name, &settings_of(policy))
+            .await?;
+        self.record_decision(policy, &report, samples, &obs, warnings)
+            .await;
+        let mut ctx = ExecContext::for_policy(policy, obs.addrs.clone(), self.shutdown.clone());
+        let execution = self.execute(&mut ctx, &report.plan.steps).await;
+        self.record_outcome(policy, &mut report, execution, &obs)
+            .await?;
+        Ok(report)
+    }
+
+    async fn observe(&self, policy: &ScalingPolicy) -> Result<Observation, ReconcileError> {
+        let hidden = self.retirements.active(&policy.metadata.name);
+        Ok(observe::replicas(
+            self.runtime.as_ref(),
+            &self.seams,
+            policy,
+            &hidden,
+            self.settings.probe_timeout,
+        )
+        .await?)
+    }
+
+    /// The scaling decision on what was observed, with the samples to remember.
+    async fn decide(
+        &self,
+        policy: &ScalingPolicy,
+        obs: &Observation,
+    ) -> (Decision, BTreeMap<String, crate::state::CounterSample>, Vec<String>) {
+        let (history, previous) = {
+            let state = self.state.lock().await;
+            let ps = state.policies.get(&policy.metadata.name);
+            (
+                ps.map(|p| p.history.clone()).unwrap_or_default(),
+                ps.map(|p| p.samples.clone()).unwrap_or_default(),
+            )
+        };
+        let alive = obs.alive(readiness_timeout(policy));
+        let metrics = observe::metrics(&self.seams, policy, &alive, &obs.addrs, &previous).await;
+        let decision = scaling::decide(&DecisionInput {
+            behavior: &policy.spec.behavior,
+            replicas: &policy.spec.replicas,
+            current: alive.len() as u32,
+            metrics: &metrics.inputs,
+            history: &history,
+            now_ms: self.seams.clock.now_ms(),
+        });
+        (decision, metrics.samples, metrics.warnings)
+    }
+
+    async fn plan(&self, policy: &ScalingPolicy, replicas: u32, obs: &Observation) -> Plan {
+        let hash = plan::template_hash(policy);
+        let live: Vec<u16> = ports_of(&self.table.servers(&policy.metadata.name).await);
+        let desired = Desired {
+            policy: &policy.metadata.name,
+            instance: &self.settings.instance,
+            template_hash: &hash,
+            replicas,
+            port_range: policy.spec.ports.parsed_range().unwrap_or((1, 0)),
+            unavailable_ports: &obs.unavailable_ports,
+            readiness_timeout_seconds: readiness_timeout(policy),
+        };
+        plan::plan(&desired, &obs.replicas, &live)
+    }
+
+    async fn execute(&self, ctx: &mut ExecContext, steps: &[Step]) -> Execution {
+        let hands = Hands {
+            runtime: &self.runtime,
+            lb: &self.lb,
+            table: &self.table,
+            seams: &self.seams,
+            events: &self.events,
+            retirements: &self.retirements,
+        };
+        execute::run(&hands, ctx, steps).await
+    }
+
+    async fn record_decision(
+        &self,
+        policy: &ScalingPolicy,
+        report: &PolicyReport,
+        samples: BTreeMap<String, crate::state::CounterSample>,
+        obs: &Observation,
+        warnings: Vec<String>,
+    ) {
+        let Some(decision) = &report.decision else {
+            return;
+        };
+        let ids: BTreeSet<&str> = obs.replicas.iter().map(|r| r.id.as_str()).collect();
+        let mut state = self.state.lock().await;
+        let ps = state.policies.entry(policy.metadata.name.clone()).or_default();
+        ps.upstream = settings_of(policy);
+        status::record_decision(
+            ps,
+            decision,
+            &policy.spec.behavior,
+            samples,
+            &ids,
+            self.seams.clock.now_ms(),
+        );
+        drop(state);
+        for warning in warnings {
+            self.events
+                .record(&policy.metadata.name, "MetricDropped", warning);
+        }
+    }
+
+    /// Records what the execution did: its baselines, the scale event it earned, the
+    /// counts and `AbleToScale`; saves the state once.
+    async fn record_outcome(
+        &self,
+        policy: &ScalingPolicy,
+        report: &mut PolicyReport,
+        execution: Execution,
+        obs: &Observation,
+    ) -> Result<(), ReconcileError> {
+        let name = policy.metadata.name.as_str();
+        report.done = execution.done;
+        report.error = execution.error;
+        let running = if report.plan.is_empty() {
+            obs.running()
+        } else {
+            let list = self.runtime.list_policy(name).await?;
+            list.iter().filter(|r| r.running).count() as u32
+        };
+        let ready = self.table.servers(name).await.len() as u32;
+        let current = obs.alive(readiness_timeout(policy)).len() as u32;
+        let mut state = self.state.lock().await;
+        let ps = state.policies.entry(name.to_owned()).or_default();
+        ps.samples.extend(execution.baselines);
+        let event = report.decision.as_ref().and_then(|d| {
+            status::scale_event(
+                ps,
+                d,
+                current,
+                report.error.is_some(),
+                self.events.now_ms(),
+            )
+        });
+        status::record_outcome(
+            ps,
+            running,
+            ready,
+            report.error.as_ref(),
+            self.events.now_ms(),
+        );
+        self.state_dir.save(&state)?;
+        drop(state);
+        if let Some((kind, message)) = event {
+            self.events.record(name, kind, message);
+        }
+        Ok(())
+    }
+
+    /// Plans the removal of a policy (`down`, or a policy removed from its file) from what
+    /// is observed, whatever the state says, and in apply mode executes it and forgets the
+    /// policy. `cancel` stops it between steps (the policy came back).
+    pub async fn remove_policy(
+        &self,
+        name: &str,
+        drain_timeout: Duration,
+        mode: PassMode,
+        cancel: Option<CancellationToken>,
+    ) -> Result<PolicyReport, ReconcileError> {
+        let lock = self.policy_lock(name);
+        let _held = lock.lock().await;
+        let hidden = self.retirements.active(name);
+        let all = self.runtime.list_policy(name).await?;
+        let mut addrs = BTreeMap::new();
+        let observed: Vec<ObservedReplica> = all
+            .iter()
+            .filter(|r| !hidden.contains(&r.id))
+            .map(|r| {
+                if let Some(addr) = observe::replica_addr(&r.host_ip, r.host_port) {
+                    addrs.insert(r.host_port, addr);
+                }
+                ObservedReplica {
+                    id: r.id.clone(),
+                    name: r.name.clone(),
+                    host_port: r.host_port,
+                    template_hash: r.template_hash.clone(),
+                    running: r.running,
+                    // Whatever its probe says, a replica may hold traffic: drain it.
+                    ready: r.running,
+                    age_seconds: 0,
+                }
+            })
+            .collect();
+        let live = ports_of(&self.table.servers(name).await);
+        let desired = Desired {
+            policy: name,
+            instance: &self.settings.instance,
+            template_hash: "",
+            replicas: 0,
+            port_range: (1, 0),
+            unavailable_ports: &[],
+            readiness_timeout_seconds: u64::MAX,
+        };
+        let plan = plan::plan(&desired, &observed, &live);
+        let mut report = PolicyReport::planned(name, None, plan);
+        if mode == PassMode::DryRun {
+            return Ok(report);
+        }
+        let cancel = cancel.unwrap_or_else(|| self.shutdown.child_token());
+        let mut ctx = ExecContext {
+            policy: name.to_owned(),
+            spec: None,
+            drain_timeout,
+            metrics_path: "/metrics".to_owned(),
+            addrs,
+            cancel: cancel.clone(),
+        };
+        let execution = self.execute(&mut ctx, &report.plan.steps).await;
+        report.done = execution.done;
+        report.error = execution.error;
+        report.retire_failures = self.retirements.settle(name).await;
+        if !report.converged() || execution.cancelled || cancel.is_cancelled() {
+            return Ok(report);
+        }
+        self.table.remove(&self.lb, name).await?;
+        let mut state = self.state.lock().await;
+        state.policies.remove(name);
+        self.state_dir.save(&state)?;
+        drop(state);
+        self.events.record(
+            name,
+            "PolicyRemoved",
+            format!("{name}: replicas drained and removed, upstream dropped"),
+        );
+        Ok(report)
+    }
+
+    /// Waits for the background retirements of `policy` (`reconcile --once` before exit);
+    /// their failures join the report.
+    pub async fn settle(&self, report: &mut PolicyReport) {
+        report.retire_failures = self.retirements.settle(&report.policy).await;
+    }
+
+    /// Builds the upstream table from the live config, the state and `policies`, and (in
+    /// apply mode) makes nginx serve it. Call once before a round of per-policy passes.
+    ///
+    /// When nginx refuses the whole table, the policies that are new to it are added one
+    /// at a time, so one policy nginx cannot serve does not keep the others out.
+    pub async fn prepare(
+        &self,
+        policies: &[&ScalingPolicy],
+        mode: PassMode,
+    ) -> Result<(), ReconcileError> {
+        let live = self.lb.current().await?;
+        let loaded: Vec<(String, UpstreamSettings)> = policies
+            .iter()
+            .map(|p| (p.metadata.name.clone(), settings_of(p)))
+            .collect();
+        let remembered: Vec<(String, UpstreamSettings)> = {
+            let state = self.state.lock().await;
+            state
+                .policies
+                .iter()
+                .map(|(n, ps)| (n.clone(), ps.upstream.clone()))
+                .collect()
+        };
+        self.table.reset(live.as_deref(), &remembered, &loaded).await;
+        if mode == PassMode::DryRun {
+            return Ok(());
+        }
+        if let Err(e) = self.table.apply_all(&self.lb).await {
+            tracing::warn!(error = %e, "nginx refused the whole table; adding policies one at a time");
+            let live_names = live
+                .as_deref()
+                .map(crate::nginx::parse_upstreams)
+                .unwrap_or_default();
+            let serving: Vec<(String, UpstreamSettings)> = remembered
+                .iter()
+                .filter(|(n, _)| live_names.contains_key(n))
+                .cloned()
+                .collect();
+            self.table.reset(live.as_deref(), &serving, &[]).await;
+            self.table.apply_all(&self.lb).await?;
+            for (name, settings) in &loaded {
+                if let Err(e) = self
+                    .table
+                    .sync_settings(&self.lb, self.seams.ports.as_ref(), name, settings)
+                    .await
+                {
+                    tracing::error!(policy = %name, error = %e, "nginx cannot serve this policy");
+                }
+            }
+        }
+        self.lb.ensure_running().await?;
+        let mut state = self.state.lock().await;
+        for (name, settings) in loaded {
+            state.policies.entry(name).or_default().upstream = settings;
+        }
+        self.state_dir.save(&state)?;
+        Ok(())
+    }
+
+    /// Sets `PolicyValid` after a load: `Ok` clears it (and records that a bad edit was
+    /// fixed), `Err` marks the policies of the files the errors name.
+    pub async fn set_policy_valid(&self, load: Result<(), &LoadErrors>) {
+        let now = self.events.now_ms();
+        let mut state = self.state.lock().await;
+        let events: Vec<(String, &str, String)> = match load {
+            Ok(()) => status::mark_valid(&mut state, now)
+                .into_iter()
+                .map(|n| {
+                    let msg = format!("{n}: policy file is valid again");
+                    (n, "PolicyValid", msg)
+                })
+                .collect(),
+            Err(errors) => status::mark_invalid(&mut state, errors, now)
+                .into_iter()
+                .map(|(n, first)| (n, "PolicyInvalid", first))
+                .collect(),
+        };
+        if let Err(e) = self.state_dir.save(&state) {
+            tracing::warn!(error = %e, "cannot save state");
+        }
+        drop(state);
+        for (policy, kind, message) in events {
+            self.events.record(&policy, kind, message);
+        }
+    }
+
+    /// Records a pass that failed before its steps on the policy's `AbleToScale`.
+    pub async fn note_error(&self, name: &str, error: &ReconcileError) {
+        let now = self.events.now_ms();
+        let mut state = self.state.lock().await;
+        if let Some(ps) = state.policies.get_mut(name) {
+            status::record_error(ps, error, now);
+        }
+        if let Err(e) = self.state_dir.save(&state) {
+            tracing::warn!(error = %e, "cannot save state");
+        }
+    }
+
+    /// Records which file each policy came from (prune bookkeeping).
+    pub async fn record_sources(
+        &self,
+        sources: &[(String, PathBuf)],
+    ) -> Result<(), ReconcileError> {
+        let mut state = self.state.lock().await;
+        for (name, file) in sources {
+            state.policies.entry(name.clone()).or_default().source_file = file.clone();
+        }
+        self.state_dir.save(&state)?;
+        Ok(())
+    }
+
+    /// Names of policies recorded as coming from one of `files` but absent from `present`.
+    pub async fn prunable(&self, files: &[PathBuf], present: &BTreeSet<String>) -> Vec<String> {
+        let state = self.state.lock().await;
+        state
+            .policies
+            .iter()
+            .filter(|(name, ps)| !present.contains(*name) && files.contains(&ps.source_file))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The nginx config in place and the one the table renders after these dry-run
+    /// reports (`diff`): each report's last upstream step, removals dropped.
+    pub async fn config_diff(
+        &self,
+        reports: &[(PolicyReport, Option<&ScalingPolicy>)],
+    ) -> Result<(String, String), ReconcileError> {
+        let before = self.lb.current().await?.unwrap_or_default();
+        let mut servers = BTreeMap::new();
+        let mut dropped = BTreeSet::new();
+        for (report, policy) in reports {
+            let Some(policy) = policy else {
+                dropped.insert(report.policy.clone());
+                continue;
+            };
+            let current = self.table.servers(&report.policy).await;
+            let last = report.plan.steps.iter().rev().find_map(|s| match s {
+                Step::SetUpstream { ports, .. } => Some(ports.clone()),
+                _ => None,
+            });
+            if let Some(ports) = last {
+                let addrs: BTreeMap<u16, SocketAddr> =
+                    current.iter().map(|a| (a.port(), *a)).collect();
+                let after = ports
+                    .iter()
+                    .filter_map(|p| {
+                        addrs
+                            .get(p)
+                            .copied()
+                            .or_else(|| observe::replica_addr(&policy.spec.ports.host_ip, *p))
+                    })
+                    .collect();
+                servers.insert(report.policy.clone(), after);
+            }
+        }
+        let after = self.table.render_after(&self.lb, &servers, &dropped).await?;
+        Ok((before, after))
+    }
+
+    /// Number of policies whose upstream nginx still serves.
+    pub async fn upstream_count(&self) -> usize {
+        self.table.len().await
+    }
+
+    /// Cancel it to make passes stop after the step in flight.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// nginx reloads this process has done.
+    pub fn reload_count(&self) -> u64 {
+        self.table.reloads()
+    }
+
+    /// The most recent events (newest last), without reading the log.
+    pub fn recent_events(&self) -> Vec<Event> {
+        self.events.recent()
+    }
+
+    /// The runtime (the daemon subscribes to its events).
+    pub fn runtime(&self) -> &R {
+        &self.runtime
+    }
+
+    /// The load balancer.
+    pub fn lb(&self) -> &L {
+        &self.lb
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> &StateDir {
+        &self.state_dir
+    }
+
+    /// A copy of the in-memory state.
+    pub async fn state(&self) -> State {
+        self.state.lock().await.clone()
+    }
+
+    fn policy_lock(&self, name: &str) -> Arc<Mutex<()>> {
+        match self.policy_locks.lock() {
+            Ok(mut locks) => locks.entry(name.to_owned()).or_default().clone(),
+            // A poisoned map only loses the serialization, never correctness of one pass.
+            Err(_) => Arc::new(Mutex::new(())),
+        }
+    }
+}
+
+/// How a policy's server block renders.
+fn settings_of(policy: &ScalingPolicy) -> UpstreamSettings {
+    UpstreamSettings {
+        listen: policy.spec.load_balancer.listen.clone(),
+        algorithm: policy.spec.load_balancer.algorithm,
+        keepalive: policy.spec.load_balancer.keepalive,
+        host_ip: policy.spec.ports.host_ip.clone(),
+    }
+}
+
+fn ports_of(servers: &[SocketAddr]) -> Vec<u16> {
+    servers.iter().map(SocketAddr::port).collect()
+}
+
+fn readiness_timeout(policy: &ScalingPolicy) -> u64 {
+    policy.spec.template.readiness.timeout_seconds
+}

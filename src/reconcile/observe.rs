@@ -1,0 +1,370 @@
+//! Observation: a policy's containers, their readiness, the host ports around them and its
+//! metrics, turned into plain values the pure core plans and decides on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream;
+
+use super::seams::Seams;
+use crate::metrics::MetricsError;
+use crate::plan::ObservedReplica;
+use crate::policy::{MetricSpec, ScalingPolicy};
+use crate::runtime::{Replica, Runtime, RuntimeError};
+use crate::scaling::{MetricInput, MetricReading};
+use crate::state::CounterSample;
+
+/// At most this many probes or scrapes of one pass run at once.
+const CONCURRENCY: usize = 16;
+
+/// What one observation of a policy found.
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    /// The policy's containers as the planner sees them.
+    pub replicas: Vec<ObservedReplica>,
+    /// Address of each observed replica by host port (its own host IP, not the policy's).
+    pub addrs: BTreeMap<u16, SocketAddr>,
+    /// Ports of the range the plan must not create on (other containers, other processes).
+    pub unavailable_ports: Vec<u16>,
+}
+
+impl Observation {
+    /// Containers whose process runs.
+    pub fn running(&self) -> u32 {
+        self.replicas.iter().filter(|r| r.running).count() as u32
+    }
+
+    /// Replicas that count for the decision: running, and ready or still within their
+    /// readiness timeout.
+    pub fn alive(&self, readiness_timeout_seconds: u64) -> Vec<&ObservedReplica> {
+        self.replicas
+            .iter()
+            .filter(|r| r.running && (r.ready || r.age_seconds <= readiness_timeout_seconds))
+            .collect()
+    }
+}
+
+/// Lists a policy's containers (minus `hidden` ones, e.g. replicas draining in the
+/// background), probes the running ones and finds the unusable ports of its range.
+pub async fn replicas<R: Runtime>(
+    runtime: &R,
+    seams: &Seams,
+    policy: &ScalingPolicy,
+    hidden: &BTreeSet<String>,
+    probe_timeout: Duration,
+) -> Result<Observation, RuntimeError> {
+    let name = &policy.metadata.name;
+    let all = runtime.list().await?;
+    let (mine, others): (Vec<Replica>, Vec<Replica>) =
+        all.into_iter().partition(|r| &r.policy == name);
+    let path = policy.spec.template.readiness.http_get.path.as_str();
+    let visible: Vec<Replica> = mine.iter().filter(|r| !hidden.contains(&r.id)).cloned().collect();
+    let probes: Vec<BoxFuture<'_, bool>> = visible
+        .iter()
+        .map(|r| match replica_addr(&r.host_ip, r.host_port) {
+            Some(addr) if r.running && r.host_port != 0 => {
+                seams.probe.check(addr, path, probe_timeout)
+            }
+            _ => Box::pin(async { false }) as BoxFuture<'_, bool>,
+        })
+        .collect();
+    let ready: Vec<bool> = stream::iter(probes).buffered(CONCURRENCY).collect().await;
+    let now_ms = seams.clock.wall_ms();
+    let mut obs = Observation::default();
+    for (r, ready) in visible.iter().zip(ready) {
+        if let Some(addr) = replica_addr(&r.host_ip, r.host_port) {
+            obs.addrs.insert(r.host_port, addr);
+        }
+        obs.replicas.push(ObservedReplica {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            host_port: r.host_port,
+            template_hash: r.template_hash.clone(),
+            // A replica whose port cannot be read is unroutable: replace it.
+            running: r.running && r.host_port != 0,
+            ready,
+            age_seconds: age_seconds(r, now_ms),
+        });
+    }
+    let used: BTreeSet<u16> = others
+        .iter()
+        .chain(mine.iter().filter(|r| hidden.contains(&r.id)))
+        .map(|r| r.host_port)
+        .collect();
+    obs.unavailable_ports = unavailable_ports(seams, policy, &used, &visible);
+    Ok(obs)
+}
+
+/// Ports of the policy's range that the plan may not use, found in order until enough
+/// usable ones are known for the largest plan (max replicas plus the update's surge).
+fn unavailable_ports(
+    seams: &Seams,
+    policy: &ScalingPolicy,
+    used: &BTreeSet<u16>,
+    own: &[Replica],
+) -> Vec<u16> {
+    let Some((first, last)) = policy.spec.ports.parsed_range() else {
+        return Vec::new();
+    };
+    let Ok(ip) = policy.spec.ports.host_ip.parse::<IpAddr>() else {
+        return Vec::new();
+    };
+    let own_ports: BTreeSet<u16> = own.iter().map(|r| r.host_port).collect();
+    let wanted = policy.spec.replicas.max as usize + 1;
+    let mut usable = 0;
+    let mut out = Vec::new();
+    for port in first.max(1)..=last {
+        if usable >= wanted {
+            break;
+        }
+        if own_ports.contains(&port) {
+            continue;
+        }
+        if used.contains(&port) || !seams.ports.is_free(SocketAddr::new(ip, port)) {
+            out.push(port);
+        } else {
+            usable += 1;
+        }
+    }
+    out
+}
+
+/// What reading the policy's metrics produced.
+#[derive(Debug, Default)]
+pub struct MetricsObservation {
+    /// One input per metric of the policy, in its order.
+    pub inputs: Vec<MetricInput>,
+    /// Counter samples to remember for the next rate.
+    pub samples: BTreeMap<String, CounterSample>,
+    /// Data that was dropped, in words (non-finite values, ...), for warning events.
+    pub warnings: Vec<String>,
+}
+
+/// Reads every metric of the policy from the replicas in `alive` (only ready ones are
+/// scraped) and the Prometheus servers it names.
+pub async fn metrics(
+    seams: &Seams,
+    policy: &ScalingPolicy,
+    alive: &[&ObservedReplica],
+    addrs: &BTreeMap<u16, SocketAddr>,
+    previous: &BTreeMap<String, CounterSample>,
+) -> MetricsObservation {
+    let now_ms = seams.clock.now_ms();
+    let mut out = MetricsObservation::default();
+    for spec in &policy.spec.metrics {
+        let reading = match spec {
+            MetricSpec::RequestRate(m) => {
+                let scrapes = scrape_all(seams, alive, addrs, &m.path, &m.counter).await;
+                let inputs: Vec<ReplicaInput> = alive
+                    .iter()
+                    .zip(scrapes)
+                    .map(|(r, scrape)| ReplicaInput {
+                        replica_id: &r.id,
+                        scrape,
+                    })
+                    .collect();
+                let outcome = request_rate(&m.path, &m.counter, &inputs, previous, now_ms);
+                out.samples.extend(outcome.samples);
+                out.warnings.extend(outcome.warnings);
+                outcome.reading
+            }
+            MetricSpec::Prometheus(m) => match seams.metrics.query(&m.url, &m.query).await {
+                Ok(total) => MetricReading::Total(total),
+                Err(e) => {
+                    tracing::warn!(policy = %policy.metadata.name, error = %e, "prometheus query failed");
+                    MetricReading::Unavailable(e.to_string())
+                }
+            },
+        };
+        out.inputs.push(MetricInput {
+            name: spec.display_name(),
+            target_per_replica: spec.target_per_replica(),
+            reading,
+        });
+    }
+    out
+}
+
+/// Scrapes counter `family` from every ready replica of `alive`, at most
+/// [`CONCURRENCY`] at a time; unready ones are skipped.
+pub async fn scrape_all(
+    seams: &Seams,
+    alive: &[&ObservedReplica],
+    addrs: &BTreeMap<u16, SocketAddr>,
+    path: &str,
+    family: &str,
+) -> Vec<ReplicaScrape> {
+    let scrapes: Vec<BoxFuture<'_, ReplicaScrape>> = alive
+        .iter()
+        .map(|r| match addrs.get(&r.host_port) {
+            Some(addr) if r.ready => Box::pin(scrape_one(seams, *addr, path, family)),
+            _ => Box::pin(async { ReplicaScrape::Skipped }) as BoxFuture<'_, ReplicaScrape>,
+        })
+        .collect();
+    stream::iter(scrapes).buffered(CONCURRENCY).collect().await
+}
+
+/// One replica's scrape as the aggregation rules see it.
+pub async fn scrape_one(seams: &Seams, addr: SocketAddr, path: &str, family: &str) -> ReplicaScrape {
+    match seams.metrics.series(addr, path, family).await {
+        Ok(series) => ReplicaScrape::Series(series),
+        Err(MetricsError::MissingFamily { .. }) => ReplicaScrape::MissingFamily,
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "scrape failed");
+            ReplicaScrape::Failed(e.to_string())
+        }
+    }
+}
+
+/// The address a replica is reached on: its published IP, or loopback for 0.0.0.0.
+pub fn replica_addr(host_ip: &str, port: u16) -> Option<SocketAddr> {
+    let ip: IpAddr = host_ip.parse().ok()?;
+    let ip = if ip.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        ip
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+fn age_seconds(r: &Replica, now_ms: u64) -> u64 {
+    let created_ms = u64::try_from(r.created_unix)
+        .unwrap_or(0)
+        .saturating_mul(1000);
+    now_ms.saturating_sub(created_ms) / 1000
+}
+
+// --- Aggregation rules (moving to `metrics::aggregate`) ---------------------------------
+
+use crate::metrics::SeriesValue;
+
+/// One replica's scrape of a counter family.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplicaScrape {
+    /// Not scraped (not ready).
+    Skipped,
+    /// Every series of the family.
+    Series(Vec<SeriesValue>),
+    /// The exposition has no such family.
+    MissingFamily,
+    /// The scrape failed (reason in words).
+    Failed(String),
+}
+
+/// A replica's scrape, with the container id its samples are kept under.
+#[derive(Debug, Clone)]
+pub struct ReplicaInput<'a> {
+    /// Container id.
+    pub replica_id: &'a str,
+    /// What the scrape returned.
+    pub scrape: ReplicaScrape,
+}
+
+/// What the rules make of one round of scrapes.
+#[derive(Debug, Clone)]
+pub struct RateOutcome {
+    /// The reading for the scaling core.
+    pub reading: MetricReading,
+    /// Samples to keep for the next round.
+    pub samples: Vec<(String, CounterSample)>,
+    /// Dropped data, in words.
+    pub warnings: Vec<String>,
+}
+
+/// Per-replica request rates from one round of scrapes and the previous samples.
+pub fn request_rate(
+    path: &str,
+    counter: &str,
+    replicas: &[ReplicaInput],
+    previous: &BTreeMap<String, CounterSample>,
+    now_ms: u64,
+) -> RateOutcome {
+    let mut values = Vec::new();
+    let mut samples = Vec::new();
+    let mut warnings = Vec::new();
+    let mut errors = Vec::new();
+    let (mut attempted, mut without_family) = (0, 0);
+    for r in replicas {
+        let value = match &r.scrape {
+            ReplicaScrape::Skipped => {
+                values.push(None);
+                continue;
+            }
+            ReplicaScrape::MissingFamily => {
+                without_family += 1;
+                Some(0.0)
+            }
+            ReplicaScrape::Series(series) => {
+                let sum: f64 = series.iter().map(|s| s.value).sum();
+                sum.is_finite().then_some(sum)
+            }
+            ReplicaScrape::Failed(e) => {
+                errors.push(e.clone());
+                None
+            }
+        };
+        attempted += 1;
+        let Some(value) = value else {
+            if !matches!(r.scrape, ReplicaScrape::Failed(_)) {
+                warnings.push(format!("replica {}: {counter} is not a finite number", r.replica_id));
+            }
+            values.push(None);
+            continue;
+        };
+        let sample = CounterSample { at_ms: now_ms, value };
+        let key = sample_key(r.replica_id, path, counter, "");
+        values.push(crate::metrics::rate(previous.get(&key).copied(), sample));
+        samples.push((key, sample));
+    }
+    let reading = if attempted > 0 && without_family == attempted {
+        MetricReading::Unavailable(format!("no replica exposes the counter {counter}"))
+    } else if attempted > 0 && errors.len() == attempted {
+        MetricReading::Unavailable(format!("every scrape failed, e.g. {}", errors[0]))
+    } else {
+        MetricReading::PerReplica(values)
+    };
+    RateOutcome {
+        reading,
+        samples,
+        warnings,
+    }
+}
+
+/// Samples of a replica that just became ready, so its first pass already has a rate.
+pub fn baseline_samples(
+    replica_id: &str,
+    path: &str,
+    counter: &str,
+    scrape: &ReplicaScrape,
+    now_ms: u64,
+) -> Vec<(String, CounterSample)> {
+    let value = match scrape {
+        ReplicaScrape::Series(series) => series.iter().map(|s| s.value).sum(),
+        ReplicaScrape::MissingFamily => 0.0,
+        _ => return Vec::new(),
+    };
+    if !f64::is_finite(value) {
+        return Vec::new();
+    }
+    vec![(
+        sample_key(replica_id, path, counter, ""),
+        CounterSample { at_ms: now_ms, value },
+    )]
+}
+
+/// Key of a counter sample in the state: container id first.
+pub fn sample_key(replica_id: &str, path: &str, counter: &str, labels: &str) -> String {
+    if labels.is_empty() {
+        format!("{replica_id} {path} {counter}")
+    } else {
+        format!("{replica_id} {path} {counter} {labels}")
+    }
+}
+
+/// The container id a sample key belongs to.
+pub fn sample_owner(key: &str) -> &str {
+    key.split(' ').next().unwrap_or(key)
+}

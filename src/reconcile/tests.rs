@@ -1,0 +1,1 @@
+//! In-process scenarios of the pass against the fakes of `testing`.
