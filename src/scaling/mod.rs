@@ -364,6 +364,9 @@ fn describe_metrics(metrics: &[MetricStatus]) -> String {
 pub(crate) mod test_support;
 
 #[cfg(test)]
+mod conformance;
+
+#[cfg(test)]
 mod tests {
     use super::test_support::*;
     use super::*;

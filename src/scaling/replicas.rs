@@ -2,9 +2,10 @@
 //!
 //! Per-replica readings follow HPA's rules for pods without data: when the ready
 //! replicas ask to shrink, a replica without data counts as exactly on target; when they
-//! ask to grow, it counts as idle. If that conservative recount lands inside the
-//! tolerance band or flips the direction, the count is held. So missing data can slow a
-//! change down but never cause a scale-down.
+//! ask to grow, it counts as idle; when they sit exactly on target, nothing is filled in
+//! and the count holds. If the conservative recount lands inside the tolerance band or
+//! flips the direction, the count is held. So missing data can slow a change down but
+//! never cause a scale-down.
 
 use super::{DecisionInput, Limit, MetricInput, MetricReading, MetricStatus};
 
@@ -80,7 +81,10 @@ pub(super) fn evaluate(metric: &MetricInput, input: &DecisionInput) -> Proposal 
             let average = sum / ready.len() as f64;
             status.per_replica = Some(average);
             let ratio = average / target;
-            if missing == 0 {
+            if missing == 0 || (1.0 - ratio).abs() <= EPSILON {
+                // Ready replicas exactly on target say nothing about the missing ones:
+                // HPA fills them in only when the ready ones ask for a change, so this
+                // holds (filling them as idle would scale down on missing data alone).
                 if within(ratio, tolerance) {
                     (current, held_by_tolerance(ratio, tolerance))
                 } else {
@@ -273,6 +277,16 @@ mod tests {
                 2,
                 Some(2),
                 Some(Limit::MissingData),
+            ),
+            // Regression (issue 11 item 17): ready replicas exactly on target say nothing
+            // about the missing ones; HPA leaves them out and holds. Counting them as idle
+            // scaled 4 → 1 on missing data alone.
+            (
+                "missing_with_ready_exactly_on_target_holds",
+                partial("m", 10.0, &[Some(10.0), n, n, n]),
+                4,
+                Some(4),
+                None,
             ),
             (
                 "garbage_rate_is_missing",
