@@ -68,6 +68,16 @@ pub struct World {
     pub queries: BTreeMap<String, f64>,
     /// Series served instead of the single counter, by port.
     pub series: BTreeMap<u16, Vec<SeriesValue>>,
+    /// In-flight gauge by port (drains wait for 0); absent means 0.
+    pub in_flight: BTreeMap<u16, f64>,
+    /// Simulated crash: from this many changes on (create, stop, remove, apply), every
+    /// change fails and nothing happens, as if the operator died at that point.
+    pub crash_at: Option<usize>,
+    /// Changes made so far (counted for `crash_at`).
+    pub changes: usize,
+    /// Ports another process takes after this many more free-checks of them (a race
+    /// between planning and execution).
+    pub taken_after_checks: BTreeMap<u16, u32>,
     next_id: u64,
 }
 
@@ -76,6 +86,17 @@ pub struct World {
 pub struct Fakes {
     world: Arc<Mutex<World>>,
     clock: Arc<FakeClock>,
+}
+
+impl World {
+    /// Counts one change; false when the simulated crash refuses it.
+    fn change(&mut self) -> bool {
+        if self.crash_at.is_some_and(|k| self.changes >= k) {
+            return false;
+        }
+        self.changes += 1;
+        true
+    }
 }
 
 impl Fakes {
@@ -264,7 +285,7 @@ impl Runtime for FakeRuntime {
     async fn create(&self, spec: &ReplicaSpec) -> Result<Replica, RuntimeError> {
         let mut w = self.world();
         w.calls.push(Call::Create(spec.name.clone(), spec.host_port));
-        if w.engine_down {
+        if w.engine_down || !w.change() {
             return Err(RuntimeError::Create {
                 name: spec.name.clone(),
                 source: engine_error("engine down"),
@@ -316,6 +337,12 @@ impl Runtime for FakeRuntime {
     async fn stop(&self, id: &str, _grace: Duration) -> Result<(), RuntimeError> {
         let mut w = self.world();
         w.calls.push(Call::Stop(id.to_owned()));
+        if !w.change() {
+            return Err(RuntimeError::Stop {
+                id: id.to_owned(),
+                source: engine_error("crashed"),
+            });
+        }
         if let Some(c) = w.containers.get_mut(id) {
             c.replica.running = false;
         }
@@ -325,6 +352,12 @@ impl Runtime for FakeRuntime {
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let mut w = self.world();
         w.calls.push(Call::Remove(id.to_owned()));
+        if !w.change() {
+            return Err(RuntimeError::Remove {
+                id: id.to_owned(),
+                source: engine_error("crashed"),
+            });
+        }
         w.containers.remove(id);
         Ok(())
     }
@@ -383,6 +416,12 @@ impl LoadBalancer for FakeLb {
         }
         if w.nginx_config.as_deref() == Some(text.as_str()) {
             return Ok(ApplyOutcome::Unchanged);
+        }
+        if !w.change() {
+            return Err(LbError::Validate {
+                path: "fake.conf".into(),
+                output: "crashed".to_owned(),
+            });
         }
         w.nginx_config = Some(text);
         Ok(ApplyOutcome::Reloaded)
@@ -447,11 +486,15 @@ impl MetricSource for FakeMetrics {
 
     fn gauge<'a>(
         &'a self,
-        _addr: SocketAddr,
+        addr: SocketAddr,
         _path: &'a str,
         _family: &'a str,
     ) -> BoxFuture<'a, Result<f64, MetricsError>> {
-        Box::pin(async { Ok(0.0) })
+        Box::pin(async move {
+            let w = self.world.lock().ok();
+            Ok(w.and_then(|w| w.in_flight.get(&addr.port()).copied())
+                .unwrap_or(0.0))
+        })
     }
 
     fn query<'a>(
@@ -536,8 +579,16 @@ struct FakePorts {
 
 impl HostPorts for FakePorts {
     fn is_free(&self, addr: SocketAddr) -> bool {
-        self.world.lock().is_ok_and(|w| {
+        self.world.lock().is_ok_and(|mut w| {
             let port = addr.port();
+            if let Some(left) = w.taken_after_checks.get_mut(&port) {
+                if *left == 0 {
+                    w.taken_after_checks.remove(&port);
+                    w.foreign_ports.insert(port);
+                } else {
+                    *left -= 1;
+                }
+            }
             !w.foreign_ports.contains(&port)
                 && !w
                     .containers
