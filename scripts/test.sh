@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --all-features --locked -- -D warnings
 echo "==> demo image (autoscaler-demo:latest)"
 scripts/build-image.sh
 echo "==> cargo test"
-cargo test --locked -- "$@"
+# --all-features: the crash walk needs the fault-injection points compiled in (the
+# image build above is a default build, which ignores AUTOSCALER_FAULT).
+cargo test --locked --all-features -- "$@"

@@ -216,3 +216,44 @@ fn injection_is_rejected_before_any_file_is_written_and_down_leaves_nothing() {
     assert!(!conf.contains(&o.name), "upstream dropped:\n{conf}");
     let _ = wait_for(Duration::from_secs(1), || None::<()>);
 }
+
+/// The release binary `scripts/build-image.sh` builds (default features).
+fn default_release_binary() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/static/x86_64-unknown-linux-gnu/release/autoscaler")
+}
+
+#[test]
+fn a_default_release_build_ignores_autoscaler_fault() {
+    let Some(env) = Env::new("fault_off", 27000) else {
+        return;
+    };
+    let binary = default_release_binary();
+    if !binary.exists() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "{} is missing: scripts/build-image.sh builds it",
+            binary.display()
+        );
+        eprintln!(
+            "SKIP: {} is missing (run scripts/build-image.sh)",
+            binary.display()
+        );
+        return;
+    }
+    let o = env.opts();
+    env.write_policy(&o);
+    let policy = env.policy_path();
+    // Armed at the very first step: a build with fault points would abort (SIGABRT).
+    let out = std::process::Command::new(&binary)
+        .args(["reconcile", "--once", "-f", policy.to_str().unwrap()])
+        .env("AUTOSCALER_STATE_DIR", &env.state_dir)
+        .env("AUTOSCALER_INSTANCE", &env.instance)
+        .env("AUTOSCALER_LOG", "warn")
+        .env("AUTOSCALER_FAULT", "before:create")
+        .output()
+        .expect("run the release binary");
+    assert_exit(&out, 0, "release pass with AUTOSCALER_FAULT set");
+    assert_eq!(env.running_ids().len(), 1, "the create ran");
+}

@@ -1,9 +1,9 @@
 //! `autoscaler reconcile --once`: one pass for cron; the exit code says what happened.
 
-use std::collections::BTreeSet;
-use std::process::ExitCode;
 use super::common::{self, OperatorArgs, PolicyArgs};
 use crate::reconcile::{DEFAULT_DRAIN_TIMEOUT, PassMode, PolicyReport};
+use std::collections::BTreeSet;
+use std::process::ExitCode;
 
 /// Arguments of `autoscaler reconcile`.
 #[derive(Debug, clap::Args)]

@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::Telemetry;
 use crate::lb::LoadBalancer;
-use crate::loader::LoadedPolicy;
 use crate::loader::LoadErrors;
+use crate::loader::LoadedPolicy;
 use crate::reconcile::{DEFAULT_DRAIN_TIMEOUT, ErrorKind, Operator, PassMode};
 use crate::runtime::{Runtime, RuntimeEvent};
 use backoff::Backoff;
@@ -226,7 +226,10 @@ struct WorkerHandle {
 }
 
 /// Remembers which file each policy of `set` came from (prune bookkeeping).
-async fn record_sources<R: Runtime + 'static, L: LoadBalancer>(op: &Operator<R, L>, set: &PolicySet) {
+async fn record_sources<R: Runtime + 'static, L: LoadBalancer>(
+    op: &Operator<R, L>,
+    set: &PolicySet,
+) {
     let sources: Vec<_> = set
         .policies
         .values()

@@ -43,7 +43,15 @@ pub(super) async fn run<R: Runtime + 'static, L: LoadBalancer>(ctx: WorkerContex
         };
         let Some(policy) = policy else {
             // Torn down, or abandoned because the policy came back: then keep working.
-            if tear_down(&ctx.op, &ctx.name, DEFAULT_DRAIN_TIMEOUT, &ctx.telemetry, Some(&ctx.policies)).await {
+            if tear_down(
+                &ctx.op,
+                &ctx.name,
+                DEFAULT_DRAIN_TIMEOUT,
+                &ctx.telemetry,
+                Some(&ctx.policies),
+            )
+            .await
+            {
                 ctx.done.store(true, Ordering::SeqCst);
                 return;
             }

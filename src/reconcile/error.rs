@@ -29,7 +29,9 @@ pub enum ReconcileError {
         source: Box<runtime::probe::ProbeError>,
     },
     /// The host port a create was planned on is no longer free (taken since the observation).
-    #[error("policy {policy}: host port {port} was taken after planning; the next pass picks another")]
+    #[error(
+        "policy {policy}: host port {port} was taken after planning; the next pass picks another"
+    )]
     PortTaken {
         /// Policy.
         policy: String,
@@ -141,9 +143,7 @@ impl ReconcileError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             ReconcileError::Runtime(_) => ErrorKind::Docker,
-            ReconcileError::LoadBalancer(_) | ReconcileError::NoUpstream { .. } => {
-                ErrorKind::Nginx
-            }
+            ReconcileError::LoadBalancer(_) | ReconcileError::NoUpstream { .. } => ErrorKind::Nginx,
             ReconcileError::State(_) => ErrorKind::State,
             ReconcileError::NotReady { .. } => ErrorKind::NotReady,
             ReconcileError::PortTaken { .. } => ErrorKind::PortTaken,

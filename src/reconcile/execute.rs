@@ -180,11 +180,11 @@ where
         Step::Create { name, host_port } => create(hands, ctx, name, *host_port).await,
         Step::WaitReady { name, host_port } => wait_ready(hands, ctx, name, *host_port).await,
         Step::SetUpstream { ports, .. } => {
-            let servers = ports
-                .iter()
-                .filter_map(|p| address_of(ctx, *p))
-                .collect();
-            hands.table.set_servers(hands.lb, &ctx.policy, servers).await?;
+            let servers = ports.iter().filter_map(|p| address_of(ctx, *p)).collect();
+            hands
+                .table
+                .set_servers(hands.lb, &ctx.policy, servers)
+                .await?;
             hands.events.record(
                 &ctx.policy,
                 "UpstreamChanged",
@@ -199,9 +199,11 @@ where
         }
         Step::Remove { id, name, reason } => {
             hands.runtime.remove(id).await?;
-            hands
-                .events
-                .record(&ctx.policy, "ReplicaRemoved", format!("{name} removed ({reason})"));
+            hands.events.record(
+                &ctx.policy,
+                "ReplicaRemoved",
+                format!("{name} removed ({reason})"),
+            );
             Ok(StepOutcome::default())
         }
     }
@@ -237,11 +239,17 @@ async fn create<R: Runtime, L>(
             port,
         });
     }
-    let replica = hands.runtime.create(&replica_spec(policy, name, port)).await?;
+    let replica = hands
+        .runtime
+        .create(&replica_spec(policy, name, port))
+        .await?;
     hands.events.record(
         &ctx.policy,
         "ReplicaCreated",
-        format!("{} created on {}:{}", replica.name, replica.host_ip, replica.host_port),
+        format!(
+            "{} created on {}:{}",
+            replica.name, replica.host_ip, replica.host_port
+        ),
     );
     Ok(StepOutcome {
         created: Some((port, addr)),
@@ -316,7 +324,9 @@ async fn baselines<R: Runtime, L>(
         if let MetricSpec::RequestRate(m) = spec {
             let scrape = observe::scrape_one(hands.seams, addr, &m.path, &m.counter).await;
             let now = hands.seams.clock.now_ms();
-            out.extend(observe::baseline_samples(&id, &m.path, &m.counter, &scrape, now));
+            out.extend(observe::baseline_samples(
+                &id, &m.path, &m.counter, &scrape, now,
+            ));
         }
     }
     out
@@ -496,7 +506,9 @@ where
         steps: later,
     };
     let task = tokio::spawn(job.run());
-    hands.retirements.track(id.clone(), ctx.policy.clone(), task);
+    hands
+        .retirements
+        .track(id.clone(), ctx.policy.clone(), task);
     Ok(StepOutcome::default())
 }
 
@@ -528,7 +540,8 @@ impl<R: Runtime> RetireJob<R> {
             if let Err(e) = result {
                 tracing::error!(policy = %self.policy, error = %e, "step failed: {step}");
                 let message = format!("{step}: {e}");
-                self.events.record(&self.policy, "StepFailed", message.clone());
+                self.events
+                    .record(&self.policy, "StepFailed", message.clone());
                 return Err(message);
             }
             crate::fault::point("after", step);

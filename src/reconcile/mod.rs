@@ -205,7 +205,12 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         // A master killed since `prepare` would otherwise never come back.
         self.lb.ensure_running().await?;
         self.table
-            .sync_settings(&self.lb, self.seams.ports.as_ref(), name, &settings_of(policy))
+            .sync_settings(
+                &self.lb,
+                self.seams.ports.as_ref(),
+                name,
+                &settings_of(policy),
+            )
             .await?;
         self.record_decision(policy, &report, samples, &obs, warnings)
             .await;
@@ -233,7 +238,11 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         &self,
         policy: &ScalingPolicy,
         obs: &Observation,
-    ) -> (Decision, BTreeMap<String, crate::state::CounterSample>, Vec<String>) {
+    ) -> (
+        Decision,
+        BTreeMap<String, crate::state::CounterSample>,
+        Vec<String>,
+    ) {
         let (history, previous) = {
             let state = self.state.lock().await;
             let ps = state.policies.get(&policy.metadata.name);
@@ -295,7 +304,10 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         };
         let ids: BTreeSet<&str> = obs.replicas.iter().map(|r| r.id.as_str()).collect();
         let mut state = self.state.lock().await;
-        let ps = state.policies.entry(policy.metadata.name.clone()).or_default();
+        let ps = state
+            .policies
+            .entry(policy.metadata.name.clone())
+            .or_default();
         ps.upstream = settings_of(policy);
         status::record_decision(
             ps,
@@ -336,13 +348,7 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         let ps = state.policies.entry(name.to_owned()).or_default();
         ps.samples.extend(execution.baselines);
         let event = report.decision.as_ref().and_then(|d| {
-            status::scale_event(
-                ps,
-                d,
-                current,
-                report.error.is_some(),
-                self.events.now_ms(),
-            )
+            status::scale_event(ps, d, current, report.error.is_some(), self.events.now_ms())
         });
         status::record_outcome(
             ps,
@@ -466,7 +472,9 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
                 .map(|(n, ps)| (n.clone(), ps.upstream.clone()))
                 .collect()
         };
-        self.table.reset(live.as_deref(), &remembered, &loaded).await;
+        self.table
+            .reset(live.as_deref(), &remembered, &loaded)
+            .await;
         if mode == PassMode::DryRun {
             return Ok(());
         }
@@ -599,7 +607,10 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
                 servers.insert(report.policy.clone(), after);
             }
         }
-        let after = self.table.render_after(&self.lb, &servers, &dropped).await?;
+        let after = self
+            .table
+            .render_after(&self.lb, &servers, &dropped)
+            .await?;
         Ok((before, after))
     }
 

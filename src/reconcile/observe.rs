@@ -61,7 +61,11 @@ pub async fn replicas<R: Runtime>(
     let (mine, others): (Vec<Replica>, Vec<Replica>) =
         all.into_iter().partition(|r| &r.policy == name);
     let path = policy.spec.template.readiness.http_get.path.as_str();
-    let visible: Vec<Replica> = mine.iter().filter(|r| !hidden.contains(&r.id)).cloned().collect();
+    let visible: Vec<Replica> = mine
+        .iter()
+        .filter(|r| !hidden.contains(&r.id))
+        .cloned()
+        .collect();
     let probes: Vec<BoxFuture<'_, bool>> = visible
         .iter()
         .map(|r| match replica_addr(&r.host_ip, r.host_port) {
@@ -208,7 +212,12 @@ pub async fn scrape_all(
 }
 
 /// One replica's scrape as the aggregation rules see it.
-pub async fn scrape_one(seams: &Seams, addr: SocketAddr, path: &str, family: &str) -> ReplicaScrape {
+pub async fn scrape_one(
+    seams: &Seams,
+    addr: SocketAddr,
+    path: &str,
+    family: &str,
+) -> ReplicaScrape {
     match seams.metrics.series(addr, path, family).await {
         Ok(series) => ReplicaScrape::Series(series),
         Err(MetricsError::MissingFamily { .. }) => ReplicaScrape::MissingFamily,
@@ -309,12 +318,18 @@ pub fn request_rate(
         attempted += 1;
         let Some(value) = value else {
             if !matches!(r.scrape, ReplicaScrape::Failed(_)) {
-                warnings.push(format!("replica {}: {counter} is not a finite number", r.replica_id));
+                warnings.push(format!(
+                    "replica {}: {counter} is not a finite number",
+                    r.replica_id
+                ));
             }
             values.push(None);
             continue;
         };
-        let sample = CounterSample { at_ms: now_ms, value };
+        let sample = CounterSample {
+            at_ms: now_ms,
+            value,
+        };
         let key = sample_key(r.replica_id, path, counter, "");
         values.push(crate::metrics::rate(previous.get(&key).copied(), sample));
         samples.push((key, sample));
@@ -351,7 +366,10 @@ pub fn baseline_samples(
     }
     vec![(
         sample_key(replica_id, path, counter, ""),
-        CounterSample { at_ms: now_ms, value },
+        CounterSample {
+            at_ms: now_ms,
+            value,
+        },
     )]
 }
 

@@ -30,8 +30,11 @@ pub trait MetricSource: Send + Sync {
     ) -> BoxFuture<'a, Result<f64, MetricsError>>;
 
     /// An instant query's single value.
-    fn query<'a>(&'a self, url: &'a str, query: &'a str)
-    -> BoxFuture<'a, Result<f64, MetricsError>>;
+    fn query<'a>(
+        &'a self,
+        url: &'a str,
+        query: &'a str,
+    ) -> BoxFuture<'a, Result<f64, MetricsError>>;
 }
 
 impl MetricSource for Scraper {
@@ -65,8 +68,12 @@ impl MetricSource for Scraper {
 /// Readiness probing of a replica through its published port.
 pub trait Probe: Send + Sync {
     /// One probe: true when `GET path` answers 2xx within `timeout`.
-    fn check<'a>(&'a self, addr: SocketAddr, path: &'a str, timeout: Duration)
-    -> BoxFuture<'a, bool>;
+    fn check<'a>(
+        &'a self,
+        addr: SocketAddr,
+        path: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, bool>;
 
     /// Probes every `period` until ready, giving up after `timeout`.
     fn wait_ready<'a>(

@@ -139,11 +139,20 @@ pub fn record_error(ps: &mut PolicyState, error: &ReconcileError, now_ms: u64) {
 pub fn mark_valid(state: &mut State, now_ms: u64) -> Vec<String> {
     let mut fixed = Vec::new();
     for (name, ps) in state.policies.iter_mut() {
-        if ps.status.condition("PolicyValid").is_some_and(|c| !c.status) {
+        if ps
+            .status
+            .condition("PolicyValid")
+            .is_some_and(|c| !c.status)
+        {
             fixed.push(name.clone());
         }
-        ps.status
-            .set_condition("PolicyValid", true, "Loaded", "policy files are valid", now_ms);
+        ps.status.set_condition(
+            "PolicyValid",
+            true,
+            "Loaded",
+            "policy files are valid",
+            now_ms,
+        );
     }
     fixed
 }
@@ -231,16 +240,34 @@ mod tests {
         let affected = mark_invalid(&mut state, &errors, 10);
         assert_eq!(affected.len(), 1);
         assert_eq!(affected[0].0, "b");
-        assert!(affected[0].1.starts_with("dir/b.yaml:3:5: spec.replicas.max"));
-        let valid = |n: &str| state.policies[n].status.condition("PolicyValid").map(|c| c.status);
+        assert!(
+            affected[0]
+                .1
+                .starts_with("dir/b.yaml:3:5: spec.replicas.max")
+        );
+        let valid = |n: &str| {
+            state.policies[n]
+                .status
+                .condition("PolicyValid")
+                .map(|c| c.status)
+        };
         assert_eq!(valid("a"), None);
         assert_eq!(valid("b"), Some(false));
         // A file named only inside another file's message does not count.
         let mut state = state_with(&[("a", "a.yaml"), ("b", "b.yaml")]);
         let mut tricky = error("b.yaml");
         tricky.message = "see a.yaml".into();
-        let affected = mark_invalid(&mut state, &LoadErrors { errors: vec![tricky] }, 10);
-        assert_eq!(affected.iter().map(|a| a.0.as_str()).collect::<Vec<_>>(), ["b"]);
+        let affected = mark_invalid(
+            &mut state,
+            &LoadErrors {
+                errors: vec![tricky],
+            },
+            10,
+        );
+        assert_eq!(
+            affected.iter().map(|a| a.0.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
     }
 
     #[test]
@@ -255,7 +282,13 @@ mod tests {
     #[test]
     fn fixing_a_file_reports_the_policies_it_fixed() {
         let mut state = state_with(&[("a", "a.yaml"), ("b", "b.yaml")]);
-        mark_invalid(&mut state, &LoadErrors { errors: vec![error("a.yaml")] }, 10);
+        mark_invalid(
+            &mut state,
+            &LoadErrors {
+                errors: vec![error("a.yaml")],
+            },
+            10,
+        );
         assert_eq!(mark_valid(&mut state, 20), vec!["a".to_owned()]);
         assert!(mark_valid(&mut state, 30).is_empty());
     }

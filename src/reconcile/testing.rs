@@ -284,7 +284,8 @@ impl Runtime for FakeRuntime {
 
     async fn create(&self, spec: &ReplicaSpec) -> Result<Replica, RuntimeError> {
         let mut w = self.world();
-        w.calls.push(Call::Create(spec.name.clone(), spec.host_port));
+        w.calls
+            .push(Call::Create(spec.name.clone(), spec.host_port));
         if w.engine_down || !w.change() {
             return Err(RuntimeError::Create {
                 name: spec.name.clone(),
@@ -411,7 +412,10 @@ impl LoadBalancer for FakeLb {
         {
             return Err(LbError::Validate {
                 path: "fake.conf".into(),
-                output: format!("bind() to {} failed (98: Address already in use)", bad.listen),
+                output: format!(
+                    "bind() to {} failed (98: Address already in use)",
+                    bad.listen
+                ),
             });
         }
         if w.nginx_config.as_deref() == Some(text.as_str()) {

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::testing::{Call, Fakes, FakeLb, FakeRuntime};
+use super::testing::{Call, FakeLb, FakeRuntime, Fakes};
 use super::*;
 use crate::metrics::SeriesValue;
 use crate::state::StateDir;
@@ -196,7 +196,9 @@ async fn a_pass_on_a_converged_policy_changes_nothing() {
 async fn the_runtime_sees_exactly_the_steps_diff_printed() {
     let h = Harness::new();
     let web = web(3, 5);
-    h.op.prepare(&[&web], PassMode::DryRun).await.expect("prepare");
+    h.op.prepare(&[&web], PassMode::DryRun)
+        .await
+        .expect("prepare");
     let dry = h.dry(&web).await;
     h.fakes.take_calls();
     let reports = h.once(&[&web], &[]).await;
@@ -216,7 +218,10 @@ async fn load_scales_up_and_its_end_scales_back_down() {
     assert!(up.converged());
     assert_eq!(up.decision.as_ref().map(|d| d.desired), Some(4));
     assert_eq!(h.ports("web"), vec![8001, 8002, 8003, 8004]);
-    assert_eq!(h.fakes.upstream_ports("web"), Some(vec![8001, 8002, 8003, 8004]));
+    assert_eq!(
+        h.fakes.upstream_ports("web"),
+        Some(vec![8001, 8002, 8003, 8004])
+    );
     let ups = h.events_of("ScaledUp").await;
     assert_eq!(ups.len(), 2, "0→1 and 1→4: {ups:?}");
     assert!(ups[1].starts_with("ScaledUp 1→4"), "{ups:?}");
@@ -280,7 +285,10 @@ async fn a_renamed_policy_takes_over_its_listen_only_when_its_replicas_are_ready
     for call in h.fakes.take_calls() {
         if let Call::Apply(set) = call {
             assert_eq!(set.len(), 1, "exactly one policy serves 8080: {set:?}");
-            assert!(set.values().all(|s| !s.is_empty()), "empty upstream: {set:?}");
+            assert!(
+                set.values().all(|s| !s.is_empty()),
+                "empty upstream: {set:?}"
+            );
         }
     }
     assert!(h.once(&[&new], &[]).await[0].plan.is_empty());
@@ -295,12 +303,13 @@ async fn down_removes_what_it_observes_even_without_any_state() {
     std::fs::remove_dir_all(h.dir.path()).expect("rm state");
     let mut h = h;
     h.restart();
-    h.op.prepare(&[&web], PassMode::DryRun).await.expect("prepare");
-    let report = h
-        .op
-        .remove_policy("web", Duration::from_secs(1), PassMode::Apply, None)
+    h.op.prepare(&[&web], PassMode::DryRun)
         .await
-        .expect("down");
+        .expect("prepare");
+    let report =
+        h.op.remove_policy("web", Duration::from_secs(1), PassMode::Apply, None)
+            .await
+            .expect("down");
     assert!(report.converged(), "{:?}", report.error);
     assert!(h.fakes.ids("web").is_empty());
     assert_eq!(h.fakes.upstream_ports("web"), None);
@@ -330,7 +339,10 @@ async fn a_teardown_abandoned_because_the_policy_came_back_keeps_its_replicas() 
     let report = report.expect("teardown");
     // The drains were in flight; the re-added policy's next pass must not start cold.
     let state = h.op.state().await;
-    assert!(state.policies.contains_key("web"), "state was wiped: {report:?}");
+    assert!(
+        state.policies.contains_key("web"),
+        "state was wiped: {report:?}"
+    );
     h.fakes.world().in_flight.clear();
     let again = h.pass(&web).await;
     assert!(again.converged());
@@ -364,14 +376,19 @@ async fn ports_held_by_other_processes_are_planned_around() {
     let h = Harness::new();
     h.fakes.world().foreign_ports.insert(8001);
     let web = web(2, 5);
-    h.op.prepare(&[&web], PassMode::DryRun).await.expect("prepare");
+    h.op.prepare(&[&web], PassMode::DryRun)
+        .await
+        .expect("prepare");
     let dry = h.dry(&web).await;
     assert_eq!(
         planned_creates(&dry.plan),
         vec![("web-8002.t".into(), 8002), ("web-8003.t".into(), 8003)]
     );
     let reports = h.once(&[&web], &[]).await;
-    assert_eq!(reports[0].done, dry.plan.steps, "output names what was done");
+    assert_eq!(
+        reports[0].done, dry.plan.steps,
+        "output names what was done"
+    );
     assert_eq!(h.ports("web"), vec![8002, 8003]);
 }
 
@@ -379,17 +396,40 @@ async fn ports_held_by_other_processes_are_planned_around() {
 async fn a_port_taken_after_planning_fails_its_step_and_the_next_pass_moves() {
     let h = Harness::new();
     let web = web(1, 5);
-    h.op.prepare(&[&web], PassMode::Apply).await.expect("prepare");
+    h.op.prepare(&[&web], PassMode::Apply)
+        .await
+        .expect("prepare");
     // Free when the pass observes it, taken by the time the create runs.
     h.fakes.world().taken_after_checks.insert(8001, 1);
     let report = h.pass(&web).await;
-    assert_eq!(planned_creates(&report.plan), vec![("web-8001.t".into(), 8001)]);
+    assert_eq!(
+        planned_creates(&report.plan),
+        vec![("web-8001.t".into(), 8001)]
+    );
     let (step, e) = report.error.as_ref().expect("the create failed");
-    assert!(matches!(step, Step::Create { host_port: 8001, .. }), "{step}");
-    assert!(matches!(e, ReconcileError::PortTaken { port: 8001, .. }), "{e}");
-    assert!(h.fakes.ids("web").is_empty(), "nothing was created on another port");
+    assert!(
+        matches!(
+            step,
+            Step::Create {
+                host_port: 8001,
+                ..
+            }
+        ),
+        "{step}"
+    );
+    assert!(
+        matches!(e, ReconcileError::PortTaken { port: 8001, .. }),
+        "{e}"
+    );
+    assert!(
+        h.fakes.ids("web").is_empty(),
+        "nothing was created on another port"
+    );
     let next = h.pass(&web).await;
-    assert_eq!(planned_creates(&next.plan), vec![("web-8002.t".into(), 8002)]);
+    assert_eq!(
+        planned_creates(&next.plan),
+        vec![("web-8002.t".into(), 8002)]
+    );
     assert!(next.converged());
     assert_eq!(h.ports("web"), vec![8002]);
 }
@@ -405,7 +445,11 @@ async fn a_replica_killed_from_outside_is_replaced() {
     h.op.settle(&mut PolicyReport::planned("web", None, Plan::default()))
         .await;
     assert_eq!(h.fakes.running("web").len(), 2);
-    assert_eq!(h.fakes.ids("web").len(), 2, "the dead container was removed");
+    assert_eq!(
+        h.fakes.ids("web").len(),
+        2,
+        "the dead container was removed"
+    );
     let served = h.fakes.upstream_ports("web").unwrap_or_default();
     assert_eq!(served.len(), 2);
     assert!(!served.contains(&8001) || h.ports("web").contains(&8001));
@@ -422,10 +466,17 @@ async fn a_non_finite_counter_is_missing_data_never_stored() {
     }
     let report = h.load_pass(&web, 0.0).await;
     assert!(report.converged());
-    assert_eq!(report.decision.as_ref().map(|d| d.desired), Some(2), "no scale-down");
+    assert_eq!(
+        report.decision.as_ref().map(|d| d.desired),
+        Some(2),
+        "no scale-down"
+    );
     let state = h.op.state().await;
     assert!(
-        state.policies["web"].samples.values().all(|s| s.value.is_finite()),
+        state.policies["web"]
+            .samples
+            .values()
+            .all(|s| s.value.is_finite()),
         "a non-finite sample was stored"
     );
     // Whatever its layout, no sample on disk is anything but a number.
@@ -438,7 +489,9 @@ async fn a_non_finite_counter_is_missing_data_never_stored() {
             if let Some(samples) = v.get("samples").and_then(|s| s.as_object()) {
                 for (key, sample) in samples {
                     assert!(
-                        sample.get("value").is_some_and(serde_json::Value::is_number),
+                        sample
+                            .get("value")
+                            .is_some_and(serde_json::Value::is_number),
                         "{}: sample {key} is {sample}",
                         path.display()
                     );
@@ -460,7 +513,9 @@ async fn a_listen_nginx_cannot_bind_fails_only_its_own_policy() {
     let a = parse(&policy_yaml("a", 1, 3, 8080, "8001-8010", ""));
     let b = parse(&policy_yaml("b", 1, 3, 9090, "9001-9010", ""));
     h.fakes.world().unbindable_listens.insert(9090);
-    h.op.prepare(&[&a, &b], PassMode::Apply).await.expect("prepare");
+    h.op.prepare(&[&a, &b], PassMode::Apply)
+        .await
+        .expect("prepare");
     let ra = h.pass(&a).await;
     assert!(ra.converged(), "{:?}", ra.error);
     let rb = h.op.reconcile(&b, PassMode::Apply).await;
@@ -482,7 +537,10 @@ async fn a_listen_nginx_cannot_bind_fails_only_its_own_policy() {
     h.op.note_error("b", &e).await;
     let state = h.op.state().await;
     let cond = state.policies["b"].status.condition("AbleToScale").cloned();
-    assert_eq!(cond.map(|c| (c.status, c.reason)), Some((false, "ListenUnavailable".into())));
+    assert_eq!(
+        cond.map(|c| (c.status, c.reason)),
+        Some((false, "ListenUnavailable".into()))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -493,7 +551,10 @@ async fn a_listen_held_by_another_process_is_refused_before_nginx_sees_it() {
     h.op.prepare(&[], PassMode::Apply).await.expect("prepare");
     h.fakes.take_calls();
     let result = h.op.reconcile(&b, PassMode::Apply).await;
-    assert!(matches!(result, Err(ReconcileError::ListenUnavailable { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(ReconcileError::ListenUnavailable { .. })),
+        "{result:?}"
+    );
     assert!(h.fakes.take_calls().is_empty(), "nothing was tried");
 }
 
@@ -502,17 +563,18 @@ async fn changing_host_ip_serves_each_replica_at_its_own_address_during_the_roll
     let h = Harness::new();
     let v1 = web(2, 5);
     h.once(&[&v1], &[]).await;
-    let v2_yaml = policy_yaml("web", 2, 5, 8080, "8001-8020", "").replace(
-        "hostIp: 127.0.0.1",
-        "hostIp: 127.0.0.2",
-    );
+    let v2_yaml = policy_yaml("web", 2, 5, 8080, "8001-8020", "")
+        .replace("hostIp: 127.0.0.1", "hostIp: 127.0.0.2");
     let v2 = parse(&v2_yaml);
     h.once(&[&v2], &[]).await;
     let config = h.fakes.world().nginx_config.clone().unwrap_or_default();
     let servers = crate::nginx::parse_upstreams(&config);
     let addrs: Vec<String> = servers["web"].iter().map(|a| a.to_string()).collect();
     assert_eq!(addrs.len(), 2);
-    assert!(addrs.iter().all(|a| a.starts_with("127.0.0.2:")), "{addrs:?}");
+    assert!(
+        addrs.iter().all(|a| a.starts_with("127.0.0.2:")),
+        "{addrs:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -526,15 +588,20 @@ async fn a_missing_image_records_a_failure_not_a_scale_event() {
     assert!(h.events_of("ReplicaCreated").await.is_empty());
     assert_eq!(h.events_of("StepFailed").await.len(), 1);
     let state = h.op.state().await;
-    let cond = state.policies["web"].status.condition("AbleToScale").cloned();
+    let cond = state.policies["web"]
+        .status
+        .condition("AbleToScale")
+        .cloned();
     assert_eq!(cond.map(|c| c.status), Some(false));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_wall_clock_jump_neither_freezes_nor_unleashes_scaling() {
     let h = Harness::new();
-    let yaml = policy_yaml("web", 1, 6, 8080, "8001-8020", "")
-        .replace("stabilizationWindowSeconds: 0", "stabilizationWindowSeconds: 60");
+    let yaml = policy_yaml("web", 1, 6, 8080, "8001-8020", "").replace(
+        "stabilizationWindowSeconds: 0",
+        "stabilizationWindowSeconds: 60",
+    );
     let web = parse(&yaml);
     h.once(&[&web], &[]).await;
     h.load_pass(&web, 0.0).await;
@@ -543,7 +610,11 @@ async fn a_wall_clock_jump_neither_freezes_nor_unleashes_scaling() {
     // The wall clock jumps an hour forward: the 60 s window must still hold the count.
     h.fakes.clock().jump_wall(3_600_000);
     let r = h.load_pass(&web, 0.0).await;
-    assert_eq!(r.decision.as_ref().map(|d| d.desired), Some(4), "window unleashed");
+    assert_eq!(
+        r.decision.as_ref().map(|d| d.desired),
+        Some(4),
+        "window unleashed"
+    );
     // And a jump back does not freeze it: after 60 s of monotonic time it scales down.
     h.fakes.clock().jump_wall(-7_200_000);
     for _ in 0..61 {
@@ -560,7 +631,10 @@ async fn an_unreachable_engine_fails_the_pass_and_changes_nothing() {
     h.fakes.world().engine_down = true;
     h.fakes.take_calls();
     let result = h.op.reconcile(&web, PassMode::Apply).await;
-    assert!(matches!(result, Err(ReconcileError::Runtime(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(ReconcileError::Runtime(_))),
+        "{result:?}"
+    );
     assert!(h.fakes.take_calls().is_empty());
     assert_eq!(h.fakes.upstream_ports("web"), Some(vec![8001, 8002]));
 }
@@ -583,7 +657,10 @@ async fn drains_run_in_the_background_and_do_not_hold_up_a_scale_up() {
     assert!(up.converged(), "{:?}", up.error);
     let served = h.fakes.upstream_ports("web").unwrap_or_default();
     assert!(served.len() >= 4, "{served:?}");
-    assert!(!served.contains(&8003), "a draining replica came back: {served:?}");
+    assert!(
+        !served.contains(&8003),
+        "a draining replica came back: {served:?}"
+    );
     tokio::time::sleep(Duration::from_secs(31)).await;
     assert!(h.op.retirements.active("web").is_empty());
     assert!(!h.ports("web").contains(&8003), "drained replica removed");
@@ -607,10 +684,16 @@ async fn vanished_counter_series_are_not_taken_for_a_reset() {
         v
     };
     // One replica of a multi-process app: one counter series per worker process.
-    h.fakes.world().series.insert(8001, series(1000.0, Some(5000.0)));
+    h.fakes
+        .world()
+        .series
+        .insert(8001, series(1000.0, Some(5000.0)));
     h.once(&[&web], &[]).await;
     h.load_pass(&web, 0.0).await;
-    h.fakes.world().series.insert(8001, series(1005.0, Some(5005.0)));
+    h.fakes
+        .world()
+        .series
+        .insert(8001, series(1005.0, Some(5005.0)));
     let steady = h.load_pass(&web, 0.0).await;
     assert_eq!(steady.decision.as_ref().map(|d| d.desired), Some(1));
     // Worker 2's series vanishes: the sum drops, but that is not a reset.
@@ -682,11 +765,22 @@ async fn a_crash_at_every_point_of_a_pass_converges_after_a_restart() {
             let at = format!("{} crashed after change {k} of {total}", shape.name);
             assert!(converge[0].converged(), "{at}: {:?}", converge[0].error);
             let check = h.once(&[&shape.after], &[]).await;
-            assert!(check[0].plan.is_empty(), "{at}: still to do:\n{}", check[0].plan);
+            assert!(
+                check[0].plan.is_empty(),
+                "{at}: still to do:\n{}",
+                check[0].plan
+            );
             let hash = crate::plan::template_hash(&shape.after);
             let running = h.fakes.running("web");
-            assert!(running.iter().all(|r| r.2 == hash), "{at}: old hash left {running:?}");
-            assert_eq!(h.fakes.ids("web").len(), running.len(), "{at}: orphan container");
+            assert!(
+                running.iter().all(|r| r.2 == hash),
+                "{at}: old hash left {running:?}"
+            );
+            assert_eq!(
+                h.fakes.ids("web").len(),
+                running.len(),
+                "{at}: orphan container"
+            );
             let mut ports: Vec<u16> = running.iter().map(|r| r.1).collect();
             ports.sort_unstable();
             assert_eq!(h.fakes.upstream_ports("web"), Some(ports), "{at}: upstream");

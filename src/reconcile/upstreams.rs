@@ -330,7 +330,12 @@ fn parse_listens(config: &str) -> BTreeSet<SocketAddr> {
         .lines()
         .filter_map(|line| {
             let rest = line.trim().strip_prefix("listen")?;
-            rest.trim().strip_suffix(';')?.split_whitespace().next()?.parse().ok()
+            rest.trim()
+                .strip_suffix(';')?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
         })
         .collect()
 }
