@@ -123,14 +123,9 @@ async fn pass(
     stored: &mut BTreeMap<String, CounterSample>,
     now_ms: u64,
 ) -> (MetricReading, Vec<String>) {
-    let scrape = match scraper
-        .family_series(server.addr, "/metrics", COUNTER)
-        .await
-    {
-        Ok(series) => ReplicaScrape::Series(series),
-        Err(MetricsError::MissingFamily { .. }) => ReplicaScrape::MissingFamily,
-        Err(e) => ReplicaScrape::Failed(e.to_string()),
-    };
+    let scrape = scraper
+        .replica_scrape(server.addr, "/metrics", COUNTER)
+        .await;
     let inputs = [ReplicaInput {
         replica_id: "replica-1",
         scrape,
@@ -311,4 +306,39 @@ async fn concurrent_scrapes_are_bounded() {
     }
     assert_eq!(server.in_flight.load(Ordering::SeqCst), 0);
     assert_eq!(server.most_in_flight.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn replica_scrapes_tell_a_missing_family_from_a_failure() {
+    let server = start().await;
+    let scraper = Scraper::new(Duration::from_secs(5)).expect("scraper");
+    server.serve("other_total 1\n");
+    let got = scraper
+        .replica_scrape(server.addr, "/metrics", COUNTER)
+        .await;
+    assert_eq!(got, ReplicaScrape::MissingFamily);
+    server.serve("http_requests_total{a=\"1\"} 1\nhttp_requests_total 2\n");
+    let got = scraper
+        .replica_scrape(server.addr, "/metrics", COUNTER)
+        .await;
+    let labels: Vec<&str> = match &got {
+        ReplicaScrape::Series(series) => series.iter().map(|s| s.labels.as_str()).collect(),
+        other => panic!("want series, got {other:?}"),
+    };
+    assert_eq!(labels, ["", r#"{a="1"}"#]);
+    server.serve("not { an exposition\n");
+    let got = scraper
+        .replica_scrape(server.addr, "/metrics", COUNTER)
+        .await;
+    assert!(
+        matches!(&got, ReplicaScrape::Failed(m) if m.contains("does not parse")),
+        "{got:?}"
+    );
+    // (Not /huge: that would run beside the RSS measurement of the test above.)
+    let tiny = scraper.with_limits(8, 1);
+    let got = tiny.replica_scrape(server.addr, "/metrics", COUNTER).await;
+    assert!(
+        matches!(&got, ReplicaScrape::Failed(m) if m.contains("limit")),
+        "{got:?}"
+    );
 }

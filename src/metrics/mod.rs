@@ -224,6 +224,21 @@ impl Scraper {
             .collect())
     }
 
+    /// [`Scraper::family_series`] as the aggregation reads it: the series, a missing
+    /// family, or the failure in words.
+    pub async fn replica_scrape(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        family: &str,
+    ) -> aggregate::ReplicaScrape {
+        match self.family_series(addr, path, family).await {
+            Ok(series) => aggregate::ReplicaScrape::Series(series),
+            Err(MetricsError::MissingFamily { .. }) => aggregate::ReplicaScrape::MissingFamily,
+            Err(e) => aggregate::ReplicaScrape::Failed(e.to_string()),
+        }
+    }
+
     /// The sum of `family` across its label sets in the exposition at `addr` + `path`.
     ///
     /// # Errors
@@ -351,6 +366,27 @@ fn query_value(body: &QueryResponse) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_prometheus_values_are_errors_not_numbers() {
+        for value in ["NaN", "+Inf", "-Inf", "Inf"] {
+            for kind in ["scalar", "vector"] {
+                let result = match kind {
+                    "scalar" => format!("[1,\"{value}\"]"),
+                    _ => format!("[{{\"metric\":{{}},\"value\":[1,\"{value}\"]}}]"),
+                };
+                let text = format!(
+                    "{{\"status\":\"success\",\"data\":{{\"resultType\":\"{kind}\",\"result\":{result}}}}}"
+                );
+                let answer: QueryResponse = serde_json::from_str(&text).expect("fixture parses");
+                let got = query_value(&answer);
+                assert!(
+                    got.as_ref().is_err_and(|e| e.contains("not finite")),
+                    "{kind} {value}: {got:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn query_answers() {

@@ -409,7 +409,9 @@ fn steady_label_churn_gives_a_steady_rate_over_many_passes() {
 #[test]
 fn baselines_keep_finite_series_and_mark_a_missing_family() {
     use ReplicaScrape::{Failed, MissingFamily, Skipped};
-    let cases: Vec<(&str, ReplicaScrape, Vec<(&str, f64)>)> = vec![
+    /// (case, scrape, samples wanted as (labels, value)).
+    type BaselineCase = (&'static str, ReplicaScrape, Vec<(&'static str, f64)>);
+    let cases: Vec<BaselineCase> = vec![
         (
             "series",
             series(&[("", 3.0), (A, 4.0)]),
