@@ -149,6 +149,36 @@ impl Sample {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The label set as one canonical text, the identity of the series: pairs sorted by
+    /// name, values escaped as in the exposition (`{code="200",path="/a"}`); `""` when
+    /// the sample has no labels.
+    pub fn canonical_labels(&self) -> String {
+        if self.labels.is_empty() {
+            return String::new();
+        }
+        let mut pairs: Vec<&(String, String)> = self.labels.iter().collect();
+        pairs.sort();
+        let mut out = String::from("{");
+        for (i, (name, value)) in pairs.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(name);
+            out.push_str("=\"");
+            for c in value.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        out.push('}');
+        out
+    }
 }
 
 /// A metric family: metadata plus every sample that belongs to it.
@@ -248,6 +278,25 @@ impl Exposition {
     /// are no such samples. A NaN sample makes the sum NaN.
     pub fn sum(&self, name: &str) -> Option<f64> {
         self.sum_where(name, |_| true)
+    }
+
+    /// Every series of [`Exposition::samples`]`(name)`: its canonical label text (see
+    /// [`Sample::canonical_labels`]) and value, sorted by label text; `None` when there are
+    /// no such samples.
+    ///
+    /// Samples with the same label set (a duplicate line, or `x` next to `x_total`) are one
+    /// series whose value is their sum, as [`Exposition::sum`] counts them. Values are
+    /// returned as written, NaN and infinities included: judging them is the caller's job.
+    pub fn series(&self, name: &str) -> Option<Vec<(String, f64)>> {
+        let samples = self.samples(name);
+        if samples.is_empty() {
+            return None;
+        }
+        let mut series: std::collections::BTreeMap<String, f64> = Default::default();
+        for sample in samples {
+            *series.entry(sample.canonical_labels()).or_insert(0.0) += sample.value;
+        }
+        Some(series.into_iter().collect())
     }
 
     /// Like [`Exposition::sum`], over only the samples `keep` accepts; `None` when none is kept.

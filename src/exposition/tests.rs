@@ -247,3 +247,52 @@ fn eof_in_text_format_is_a_comment() {
     let exp = parse_with("m 1\n# EOF\nm 2\n", Format::Text004).unwrap();
     assert_eq!(exp.sum("m"), Some(3.0));
 }
+
+#[test]
+fn series_are_keyed_by_canonical_sorted_labels() {
+    let text004 = "# TYPE http_requests_total counter\nhttp_requests_total{path=\"/b\",code=\"200\"} 3\nhttp_requests_total{code=\"500\"} 1\nhttp_requests_total 7\n";
+    let openmetrics = "# TYPE http_requests counter\nhttp_requests_total{path=\"/b\",code=\"200\"} 3\nhttp_requests_created{code=\"200\",path=\"/b\"} 1.7e9\nhttp_requests_total{code=\"500\"} 1\nhttp_requests_total 7\n# EOF\n";
+    let want = vec![
+        (String::new(), 7.0),
+        (r#"{code="200",path="/b"}"#.to_owned(), 3.0),
+        (r#"{code="500"}"#.to_owned(), 1.0),
+    ];
+    for text in [text004, openmetrics] {
+        let exp = parse(text).unwrap();
+        for name in ["http_requests_total", "http_requests"] {
+            assert_eq!(exp.series(name), Some(want.clone()), "{name} in {text}");
+        }
+    }
+}
+
+#[test]
+fn series_labels_are_escaped_so_distinct_sets_stay_distinct() {
+    let cases: &[(&str, &str)] = &[
+        (r#"m{a="x\",b=\"y"} 1"#, r#"{a="x\",b=\"y"}"#),
+        (r#"m{a="x",b="y"} 1"#, r#"{a="x",b="y"}"#),
+        (r#"m{a="back\\slash"} 1"#, r#"{a="back\\slash"}"#),
+        (r#"m{a="line\nbreak"} 1"#, r#"{a="line\nbreak"}"#),
+        (r#"m{} 1"#, ""),
+    ];
+    for (text, want) in cases {
+        let exp = parse(text).unwrap();
+        assert_eq!(
+            exp.series("m"),
+            Some(vec![(want.to_string(), 1.0)]),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn series_keep_special_values_and_sum_duplicate_label_sets() {
+    let exp = parse("m{a=\"1\"} NaN\nm{a=\"2\"} +Inf\nm{a=\"3\"} 1\nm{a=\"3\"} 2\n").unwrap();
+    let series = exp.series("m").unwrap();
+    assert_eq!(series.len(), 3);
+    assert!(series[0].1.is_nan());
+    assert_eq!(series[1].1, f64::INFINITY);
+    assert_eq!(series[2], (r#"{a="3"}"#.to_owned(), 3.0));
+    assert_eq!(exp.series("absent"), None);
+    let declared_only = parse("# TYPE c counter\n").unwrap();
+    assert_eq!(declared_only.series("c"), None);
+}

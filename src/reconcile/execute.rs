@@ -324,7 +324,7 @@ async fn baselines<R: Runtime, L>(
         if let MetricSpec::RequestRate(m) = spec {
             let scrape = observe::scrape_one(hands.seams, addr, &m.path, &m.counter).await;
             let now = hands.seams.clock.now_ms();
-            out.extend(observe::baseline_samples(
+            out.extend(crate::metrics::aggregate::baseline_samples(
                 &id, &m.path, &m.counter, &scrape, now,
             ));
         }

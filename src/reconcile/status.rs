@@ -27,7 +27,7 @@ pub fn record_decision(
     ps.history.record(decision, now_ms, behavior);
     // Keep samples only for replicas that still exist (no unbounded growth).
     ps.samples
-        .retain(|key, _| replica_ids.contains(super::observe::sample_owner(key)));
+        .retain(|key, _| replica_ids.contains(crate::metrics::aggregate::sample_owner(key)));
     ps.samples.extend(samples);
     let status = &mut ps.status;
     status.desired = decision.desired;
