@@ -48,15 +48,21 @@ pub enum ReconcileError {
         /// Why, in words.
         reason: String,
     },
+    /// A removed policy still serves a listen address its successor (a renamed policy)
+    /// will take over once ready; it is torn down after that.
+    #[error("policy {policy} still serves {listen} until its successor has a ready replica")]
+    HandoverPending {
+        /// Policy.
+        policy: String,
+        /// The contested listen address.
+        listen: std::net::SocketAddr,
+    },
     /// The policy's upstream is not in the table (it was never prepared).
     #[error("policy {policy}: no upstream is prepared for it")]
     NoUpstream {
         /// Policy.
         policy: String,
     },
-    /// An injected fault fired (crash tests only).
-    #[error("injected fault at {0}")]
-    InjectedFault(String),
 }
 
 /// What kind of failure an error is: the `kind` label of `autoscaler_errors_total`.
@@ -82,8 +88,6 @@ pub enum ErrorKind {
     PolicyInvalid,
     /// The first preparation of nginx and state failed.
     Prepare,
-    /// An injected fault (crash tests).
-    Injected,
 }
 
 impl ErrorKind {
@@ -98,7 +102,6 @@ impl ErrorKind {
         ErrorKind::ListenUnavailable,
         ErrorKind::PolicyInvalid,
         ErrorKind::Prepare,
-        ErrorKind::Injected,
     ];
 
     /// The label value.
@@ -113,7 +116,6 @@ impl ErrorKind {
             ErrorKind::ListenUnavailable => "listen_unavailable",
             ErrorKind::PolicyInvalid => "policy_invalid",
             ErrorKind::Prepare => "prepare",
-            ErrorKind::Injected => "injected",
         }
     }
 }
@@ -135,7 +137,7 @@ impl ReconcileError {
             | ReconcileError::PortTaken { .. }
             | ReconcileError::ListenUnavailable { .. }
             | ReconcileError::NoUpstream { .. }
-            | ReconcileError::InjectedFault(_) => true,
+            | ReconcileError::HandoverPending { .. } => true,
         }
     }
 
@@ -143,12 +145,13 @@ impl ReconcileError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             ReconcileError::Runtime(_) => ErrorKind::Docker,
-            ReconcileError::LoadBalancer(_) | ReconcileError::NoUpstream { .. } => ErrorKind::Nginx,
+            ReconcileError::LoadBalancer(_)
+            | ReconcileError::NoUpstream { .. }
+            | ReconcileError::HandoverPending { .. } => ErrorKind::Nginx,
             ReconcileError::State(_) => ErrorKind::State,
             ReconcileError::NotReady { .. } => ErrorKind::NotReady,
             ReconcileError::PortTaken { .. } => ErrorKind::PortTaken,
             ReconcileError::ListenUnavailable { .. } => ErrorKind::ListenUnavailable,
-            ReconcileError::InjectedFault(_) => ErrorKind::Injected,
         }
     }
 }

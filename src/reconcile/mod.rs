@@ -55,6 +55,9 @@ use crate::state::{Event, State, StateDir, UpstreamSettings};
 /// Gauge the demo backend (and any replica that wants graceful drains) exposes.
 pub const IN_FLIGHT_GAUGE: &str = "http_requests_in_flight";
 
+/// How long the teardown of a renamed policy waits for its successor to be ready.
+pub const HANDOVER_WAIT: Duration = Duration::from_secs(120);
+
 /// Drain grace for a policy removed from its file, whose own setting is no longer known.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -367,7 +370,12 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
 
     /// Plans the removal of a policy (`down`, or a policy removed from its file) from what
     /// is observed, whatever the state says, and in apply mode executes it and forgets the
-    /// policy. `cancel` stops it between steps (the policy came back).
+    /// policy. `cancel` stops it between steps (the policy came back); the daemon passes
+    /// one and then also waits for a renamed successor to take over the listen address.
+    ///
+    /// # Errors
+    /// [`ReconcileError::HandoverPending`] while a successor is not ready yet (at once
+    /// without `cancel`, after [`HANDOVER_WAIT`] with it).
     pub async fn remove_policy(
         &self,
         name: &str,
@@ -375,6 +383,9 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         mode: PassMode,
         cancel: Option<CancellationToken>,
     ) -> Result<PolicyReport, ReconcileError> {
+        if mode == PassMode::Apply {
+            self.await_handover(name, cancel.as_ref()).await?;
+        }
         let lock = self.policy_lock(name);
         let _held = lock.lock().await;
         let hidden = self.retirements.active(name);
@@ -441,6 +452,28 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
             format!("{name}: replicas drained and removed, upstream dropped"),
         );
         Ok(report)
+    }
+
+    /// Returns once `name` no longer serves a listen address a successor claims; with no
+    /// `cancel` (a one-shot pass), at once with an error.
+    async fn await_handover(
+        &self,
+        name: &str,
+        cancel: Option<&CancellationToken>,
+    ) -> Result<(), ReconcileError> {
+        let deadline = tokio::time::Instant::now() + HANDOVER_WAIT;
+        while let Some(listen) = self.table.pending_handover(name).await {
+            let give_up = cancel.is_none_or(CancellationToken::is_cancelled)
+                || tokio::time::Instant::now() >= deadline;
+            if give_up {
+                return Err(ReconcileError::HandoverPending {
+                    policy: name.to_owned(),
+                    listen,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
     }
 
     /// Waits for the background retirements of `policy` (`reconcile --once` before exit);

@@ -191,6 +191,18 @@ impl UpstreamTable {
         Ok(())
     }
 
+    /// The listen address `name` serves while another entry claims it too (a successor
+    /// that is not ready yet): tearing `name` down now would leave it empty.
+    pub async fn pending_handover(&self, name: &str) -> Option<SocketAddr> {
+        let table = self.inner.lock().await;
+        let listen = table.entries.get(name)?.upstream.listen;
+        let contested = table
+            .entries
+            .iter()
+            .any(|(n, e)| n != name && e.upstream.listen == listen);
+        (contested && table.owners.get(&listen).map(String::as_str) == Some(name)).then_some(listen)
+    }
+
     /// Whether the policy has an entry.
     pub async fn contains(&self, name: &str) -> bool {
         self.inner.lock().await.entries.contains_key(name)
