@@ -245,7 +245,9 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
             .get(name)
             .map(|u| u.servers.clone())
             .unwrap_or_default();
-        let Some(mut wanted) = upstream_from_settings(name, &settings, &BTreeMap::new()) else {
+        let drain = policy.spec.drain.timeout_seconds;
+        let Some(mut wanted) = upstream_from_settings(name, &settings, drain, &BTreeMap::new())
+        else {
             return Err(ReconcileError::InvalidPolicy {
                 policy: name.clone(),
                 message: format!("listen {:?} is not IP:PORT", settings.listen),
@@ -367,14 +369,18 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
         let mut table = self.upstreams.lock().await;
         table.clear();
         for (name, ps) in &state.policies {
-            if let Some(upstream) = upstream_from_settings(name, &ps.upstream, &live) {
+            // No policy at hand (being pruned): the default drain timeout.
+            if let Some(upstream) =
+                upstream_from_settings(name, &ps.upstream, DEFAULT_DRAIN_SECONDS, &live)
+            {
                 table.insert(name.clone(), upstream);
             }
         }
         for policy in policies {
             let settings = settings_of(policy);
             let name = &policy.metadata.name;
-            if let Some(upstream) = upstream_from_settings(name, &settings, &live) {
+            let drain = policy.spec.drain.timeout_seconds;
+            if let Some(upstream) = upstream_from_settings(name, &settings, drain, &live) {
                 table.insert(name.clone(), upstream);
             }
             if mode == Mode::Apply {
@@ -1279,9 +1285,13 @@ fn settings_of(policy: &ScalingPolicy) -> UpstreamSettings {
     }
 }
 
+/// Drain timeout assumed for an upstream whose policy is not at hand.
+const DEFAULT_DRAIN_SECONDS: u64 = 30;
+
 fn upstream_from_settings(
     name: &str,
     settings: &UpstreamSettings,
+    drain_timeout_seconds: u64,
     live: &BTreeMap<String, Vec<SocketAddr>>,
 ) -> Option<Upstream> {
     let listen: SocketAddr = settings.listen.parse().ok()?;
@@ -1291,6 +1301,7 @@ fn upstream_from_settings(
         keepalive: settings.keepalive,
         listen,
         servers: live.get(name).cloned().unwrap_or_default(),
+        drain_timeout_seconds,
     })
 }
 
