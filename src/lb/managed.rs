@@ -12,8 +12,9 @@
 //! The master daemonizes (its own session, stdio detached) so it outlives the operator.
 //! A reload is SIGHUP followed by a wait until the new workers exist and the old ones are
 //! shutting down (success) or the error log shows an `[emerg]` line (failure: the master
-//! keeps the old config, and the file is put back). All operations of one instance serialize on a mutex, so at most one
-//! reload is in flight.
+//! keeps the old config, and the file is put back); then every listen address must answer
+//! the new config's hash (see `live`). All operations of one instance serialize on a
+//! mutex, so at most one reload is in flight.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use super::fsutil::{
     COMMAND_TIMEOUT, display_command, nginx_test, read_optional, remove_quietly, rename_synced,
     restore, temp_sibling, write_atomic, write_synced,
 };
+use super::live::{LIVE_TIMEOUT, confirm_live};
 use super::{ApplyOutcome, LbError, LoadBalancer, process};
 use crate::nginx::{ManagedSettings, Upstream, render_managed};
 
@@ -377,23 +379,35 @@ impl LoadBalancer for ManagedNginx {
         let Some(pid) = self.master_pid().await? else {
             return Ok(ApplyOutcome::Written);
         };
-        let detail = match self.reload_locked(pid).await {
-            Ok(()) => return Ok(ApplyOutcome::Reloaded),
-            Err(detail) => detail,
+        let error = match self.reload_locked(pid).await {
+            Ok(()) => match confirm_live(upstreams, &text, LIVE_TIMEOUT).await {
+                Ok(()) => return Ok(ApplyOutcome::Reloaded),
+                Err(e) => e,
+            },
+            Err(detail) => LbError::Reload {
+                prefix: self.prefix.clone(),
+                pid,
+                detail,
+            },
         };
-        tracing::warn!(pid, %detail, "nginx reload failed, restoring the previous config");
+        tracing::warn!(pid, %error, "nginx reload failed, restoring the previous config");
         restore(&config, previous.as_deref()).await?;
-        if previous.is_some()
-            && self.master_pid().await?.is_none()
-            && let Err(e) = self.start_locked().await
-        {
-            tracing::error!(error = %e, "restarting nginx on the previous config failed");
+        match self.master_pid().await? {
+            // The master may have taken the new file: make it read the previous one again.
+            Some(pid) if matches!(error, LbError::NotLive { .. }) => {
+                if let Err(detail) = self.reload_locked(pid).await {
+                    tracing::error!(%detail, "reloading nginx on the previous config failed");
+                }
+            }
+            Some(_) => {}
+            None if previous.is_some() => {
+                if let Err(e) = self.start_locked().await {
+                    tracing::error!(error = %e, "restarting nginx on the previous config failed");
+                }
+            }
+            None => {}
         }
-        Err(LbError::Reload {
-            prefix: self.prefix.clone(),
-            pid,
-            detail,
-        })
+        Err(error)
     }
 
     async fn ensure_running(&self) -> Result<(), LbError> {
