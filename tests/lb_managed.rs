@@ -91,6 +91,13 @@ async fn serves_both_backends_then_skips_identical_apply_then_reloads_to_new_set
         bodies(&mut client, 20).await,
         BTreeSet::from(["c".to_owned()])
     );
+    // ...and the live-check location answers the hash of the file now in place.
+    let hash = autoscaler::nginx::config_hash(&lb.current().await.unwrap().unwrap())
+        .unwrap()
+        .to_owned();
+    let check = format!("http://127.0.0.1:18400{}", autoscaler::nginx::LIVE_PATH);
+    let (status, body) = Client::new().get(&check).await.unwrap();
+    assert_eq!((status, body), (StatusCode::OK, format!("{hash}\n")));
 
     lb.stop().await.unwrap();
 }

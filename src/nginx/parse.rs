@@ -43,6 +43,15 @@ pub fn config_hash(config: &str) -> Option<&str> {
     lines.find_map(|l| l.strip_prefix("return 200 \"")?.strip_suffix("\\n\";"))
 }
 
+/// `config` with its live-check hash replaced by a fixed placeholder, for showing a diff
+/// between two rendered texts without the hash lines that change with any change.
+pub fn mask_config_hash(config: &str) -> String {
+    match config_hash(config) {
+        Some(hash) => config.replace(hash, "<config-hash>"),
+        None => config.to_owned(),
+    }
+}
+
 /// The policy of an `upstream autoscaler_<policy> {` line.
 fn upstream_open(line: &str) -> Option<&str> {
     let rest = line.strip_prefix("upstream")?;

@@ -546,6 +546,19 @@ fn every_server_block_answers_the_hash_of_the_whole_text() {
 }
 
 #[test]
+fn masking_the_hash_leaves_only_real_changes_in_a_diff() {
+    let a = render_snippet(&[upstream("web", "127.0.0.1:8080", &["127.0.0.1:8001"])]).unwrap();
+    let b = render_snippet(&[upstream("web", "127.0.0.1:8080", &["127.0.0.1:8002"])]).unwrap();
+    let changed = |x: &str, y: &str| x.lines().zip(y.lines()).filter(|(l, r)| l != r).count();
+    assert_eq!(changed(&a, &b), 2, "the server line and the hash line");
+    let (ma, mb) = (mask_config_hash(&a), mask_config_hash(&b));
+    assert_eq!(changed(&ma, &mb), 1, "only the server line");
+    assert!(ma.contains("return 200 \"<config-hash>\\n\";"), "{ma}");
+    let empty = render_snippet(&[]).unwrap();
+    assert_eq!(mask_config_hash(&empty), empty);
+}
+
+#[test]
 fn the_hash_changes_with_any_rendered_change_and_only_then() {
     let base = [upstream("web", "127.0.0.1:8080", &["127.0.0.1:8001"])];
     let hash = |ups: &[Upstream]| {
