@@ -363,7 +363,8 @@ async fn reload_that_exits_0_while_the_master_keeps_the_old_config_is_an_error()
     std::fs::write(&snippet, "").unwrap();
     let reload = start_users_nginx(dir.path(), &snippet);
     let a = Backend::start(25511, "a").await;
-    let lb = ExternalNginx::new(snippet.clone(), reload, bin, dir.path().join("check"));
+    let lb = ExternalNginx::new(snippet.clone(), reload, bin, dir.path().join("check"))
+        .with_live_timeout(Duration::from_secs(3));
 
     let good = [upstream("web", 25510, &[a.addr])];
     assert_eq!(lb.apply(&good).await.unwrap(), ApplyOutcome::Reloaded);

@@ -5,6 +5,8 @@
 //!    nginx.conf     live config (rendered by `nginx::render_managed`)
 //!    nginx.pid      written by the master; how a restarted operator finds and adopts it
 //!    error.log      master + workers; reload failures are read from here
+//!    error.log.1    the previous error log: past a size limit error.log is renamed here
+//!                   and the master reopens its logs (SIGUSR1), so the two stay bounded
 //!    start.log      stderr of the last `nginx` start command
 //!    *_temp/        nginx's temp paths
 //! ```
@@ -39,6 +41,9 @@ const POLL: Duration = Duration::from_millis(10);
 /// (nginx retries a failed bind 5 times, 500 ms apart).
 const EMERG_SETTLE: Duration = Duration::from_millis(700);
 
+/// Default size past which the error log is rotated.
+const ERROR_LOG_LIMIT: u64 = 16 * 1024 * 1024;
+
 /// An nginx master the operator starts, adopts, reloads and stops, in its own prefix.
 #[derive(Debug)]
 pub struct ManagedNginx {
@@ -54,6 +59,9 @@ pub struct ManagedNginx {
     reload_timeout: Duration,
     /// Longest wait for a graceful stop before SIGTERM/SIGKILL.
     stop_timeout: Duration,
+    /// Size in bytes past which `error.log` is rotated (checked on every
+    /// `ensure_running` and `apply`).
+    error_log_limit: u64,
 }
 
 impl ManagedNginx {
@@ -67,12 +75,19 @@ impl ManagedNginx {
             lock: Mutex::new(()),
             reload_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(35),
+            error_log_limit: ERROR_LOG_LIMIT,
         }
     }
 
     /// Overrides how long [`LoadBalancer::stop`] waits for in-flight requests (default 35 s).
     pub fn with_stop_timeout(mut self, timeout: Duration) -> Self {
         self.stop_timeout = timeout;
+        self
+    }
+
+    /// Overrides the size past which the error log is rotated (default 16 MiB).
+    pub fn with_error_log_limit(mut self, bytes: u64) -> Self {
+        self.error_log_limit = bytes;
         self
     }
 
@@ -94,6 +109,52 @@ impl ManagedNginx {
     /// The error log.
     pub fn error_log_path(&self) -> PathBuf {
         self.prefix.join("error.log")
+    }
+
+    /// Where the error log goes when rotated (one previous file is kept).
+    pub fn rotated_error_log_path(&self) -> PathBuf {
+        self.prefix.join("error.log.1")
+    }
+
+    /// [`Self::rotate_error_log_locked`], where a failure is only logged (housekeeping
+    /// never fails an apply).
+    async fn rotate_error_log(&self, pid: Option<i32>) {
+        if let Err(error) = self.rotate_error_log_locked(pid).await {
+            tracing::warn!(%error, "rotating the nginx error log failed");
+        }
+    }
+
+    /// Rotates the error log once it passes the limit: renames it over the previous one
+    /// and has the master `pid` (if any) reopen its logs. The caller holds the lock.
+    ///
+    /// The master handles a reload before a reopen when both are pending, so this waits
+    /// (briefly) for the fresh file: a reload that follows then logs into it, where
+    /// `reload_locked` looks for failures.
+    async fn rotate_error_log_locked(&self, pid: Option<i32>) -> Result<(), LbError> {
+        let log = self.error_log_path();
+        let size = std::fs::metadata(&log).map_or(0, |m| m.len());
+        if size <= self.error_log_limit {
+            return Ok(());
+        }
+        let rotated = self.rotated_error_log_path();
+        std::fs::rename(&log, &rotated).map_err(|source| LbError::Write {
+            path: rotated.clone(),
+            source,
+        })?;
+        tracing::info!(size, limit = self.error_log_limit, path = %log.display(), "rotated the nginx error log");
+        let Some(pid) = pid else {
+            return Ok(());
+        };
+        process::send(pid, Signal::SIGUSR1)?;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !log.exists() {
+            if Instant::now() > deadline {
+                tracing::warn!(pid, "nginx did not reopen its error log within 2 s");
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(())
     }
 
     /// The pid of the live master of this prefix, `None` when none runs (stale pid files count as none).
@@ -379,6 +440,7 @@ impl LoadBalancer for ManagedNginx {
         let Some(pid) = self.master_pid().await? else {
             return Ok(ApplyOutcome::Written);
         };
+        self.rotate_error_log(Some(pid)).await;
         let error = match self.reload_locked(pid).await {
             Ok(()) => match confirm_live(upstreams, &text, LIVE_TIMEOUT).await {
                 Ok(()) => return Ok(ApplyOutcome::Reloaded),
@@ -412,7 +474,9 @@ impl LoadBalancer for ManagedNginx {
 
     async fn ensure_running(&self) -> Result<(), LbError> {
         let _guard = self.lock.lock().await;
-        if let Some(pid) = self.master_pid().await? {
+        let pid = self.master_pid().await?;
+        self.rotate_error_log(pid).await;
+        if let Some(pid) = pid {
             tracing::debug!(pid, prefix = %self.prefix.display(), "adopted running nginx master");
             return Ok(());
         }
