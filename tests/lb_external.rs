@@ -210,7 +210,7 @@ fn is_empty_dir(dir: &Path) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nginx_t_never_follows_a_symlink_planted_at_the_old_predictable_temp_names() {
+async fn files_are_never_written_through_a_symlink_planted_at_a_predictable_name() {
     let Some(bin) = nginx_bin() else { return };
     let dir = NginxDir::new("ext-planted");
     let victim = dir.path().join("victim");
@@ -226,10 +226,28 @@ async fn nginx_t_never_follows_a_symlink_planted_at_the_old_predictable_temp_nam
             .collect(),
     );
     assert!(!planted.0.is_empty());
+    // And the candidate's name next to the snippet, pointing at a file of the victim's.
     let snippet = dir.path().join("autoscaler.conf");
+    let victim_file = dir.path().join("victim.txt");
+    std::fs::write(&victim_file, "victim\n").unwrap();
+    let candidate = dir
+        .path()
+        .join(format!(".autoscaler.conf.candidate.{}", std::process::id()));
+    std::os::unix::fs::symlink(&victim_file, &candidate).unwrap();
+
     let lb = ExternalNginx::new(snippet.clone(), Vec::new(), bin, dir.path().join("check"));
     let ups = [upstream("web", 25500, &[])];
     assert_eq!(lb.apply(&ups).await.unwrap(), ApplyOutcome::Written);
+    assert_eq!(std::fs::read_to_string(&victim_file).unwrap(), "victim\n");
+    let meta = std::fs::symlink_metadata(&snippet).unwrap();
+    assert!(
+        meta.is_file(),
+        "the snippet is a file of its own, not a link"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&snippet).unwrap(),
+        render_snippet(&ups).unwrap()
+    );
     let written: Vec<_> = std::fs::read_dir(&victim)
         .unwrap()
         .flatten()
