@@ -558,6 +558,7 @@ fn random_set(rng: &mut StdRng) -> Vec<Upstream> {
             keepalive,
             listen: random_listen(rng),
             servers,
+            drain_timeout_seconds: rng.random_range(0..=3600),
         });
     }
     if !set.is_empty() && rng.random_bool(0.05) {

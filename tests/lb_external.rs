@@ -1,4 +1,5 @@
-//! External-mode load balancer against the real nginx binary (ports 18500-18599).
+//! External-mode load balancer against the real nginx binary (ports 18500-18599 and
+//! 25500-25599).
 
 mod lb_support;
 
@@ -19,6 +20,7 @@ fn upstream(policy: &str, listen: u16, servers: &[SocketAddr]) -> Upstream {
         keepalive: 8,
         listen: SocketAddr::from(([127, 0, 0, 1], listen)),
         servers: servers.to_vec(),
+        drain_timeout_seconds: 30,
     }
 }
 
@@ -84,7 +86,7 @@ async fn writes_snippet_that_a_users_nginx_serves_and_reloads_only_on_change() {
         Backend::start(18502, "b").await,
     );
 
-    let lb = ExternalNginx::new(snippet.clone(), reload, bin);
+    let lb = ExternalNginx::new(snippet.clone(), reload, bin, dir.path().join("check"));
     let ups = [upstream("web", 18500, &[a.addr, b.addr])];
     assert_eq!(lb.apply(&ups).await.unwrap(), ApplyOutcome::Reloaded);
     assert_eq!(
@@ -119,7 +121,12 @@ async fn failing_reload_command_restores_the_previous_bytes() {
     let dir = NginxDir::new("ext-fail");
     let snippet = dir.path().join("autoscaler.conf");
     let marker = dir.path().join("reloads");
-    let lb = ExternalNginx::new(snippet.clone(), marking_command(&marker, 3), bin);
+    let lb = ExternalNginx::new(
+        snippet.clone(),
+        marking_command(&marker, 3),
+        bin,
+        dir.path().join("check"),
+    );
 
     // From nothing: the file is removed again.
     let err = lb.apply(&[upstream("web", 18510, &[])]).await.unwrap_err();
@@ -153,6 +160,7 @@ async fn failed_validation_writes_nothing_and_never_reloads() {
         snippet.clone(),
         marking_command(&marker, 0),
         PathBuf::from("false"),
+        dir.path().join("check"),
     );
     let err = lb.apply(&[upstream("web", 18520, &[])]).await.unwrap_err();
     assert!(matches!(err, LbError::Validate { .. }), "{err}");
@@ -165,6 +173,7 @@ async fn failed_validation_writes_nothing_and_never_reloads() {
         snippet.clone(),
         marking_command(&marker, 0),
         nginx_bin().unwrap(),
+        dir.path().join("check"),
     );
     let err = ok
         .apply(&[upstream("web;}", 18520, &[])])
@@ -183,4 +192,255 @@ fn assert_no_temp_files(dir: &Path) {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Paths planted for a test, removed (without following them) on drop.
+struct Planted(Vec<PathBuf>);
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).unwrap().next().is_none()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_never_written_through_a_symlink_planted_at_a_predictable_name() {
+    let Some(bin) = nginx_bin() else { return };
+    let dir = NginxDir::new("ext-planted");
+    let victim = dir.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    // What a local attacker could plant before the operator validates: the names the
+    // operator used to create under /tmp for `nginx -t`, pointing at a directory of theirs.
+    let planted = Planted(
+        (0..64)
+            .map(|n| {
+                std::env::temp_dir().join(format!("autoscaler-nginx-t-{}-{n}", std::process::id()))
+            })
+            .filter(|path| std::os::unix::fs::symlink(&victim, path).is_ok())
+            .collect(),
+    );
+    assert!(!planted.0.is_empty());
+    // And the candidate's name next to the snippet, pointing at a file of the victim's.
+    let snippet = dir.path().join("autoscaler.conf");
+    let victim_file = dir.path().join("victim.txt");
+    std::fs::write(&victim_file, "victim\n").unwrap();
+    let candidate = dir
+        .path()
+        .join(format!(".autoscaler.conf.candidate.{}", std::process::id()));
+    std::os::unix::fs::symlink(&victim_file, &candidate).unwrap();
+
+    let lb = ExternalNginx::new(snippet.clone(), Vec::new(), bin, dir.path().join("check"));
+    let ups = [upstream("web", 25500, &[])];
+    assert_eq!(lb.apply(&ups).await.unwrap(), ApplyOutcome::Written);
+    assert_eq!(std::fs::read_to_string(&victim_file).unwrap(), "victim\n");
+    let meta = std::fs::symlink_metadata(&snippet).unwrap();
+    assert!(
+        meta.is_file(),
+        "the snippet is a file of its own, not a link"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&snippet).unwrap(),
+        render_snippet(&ups).unwrap()
+    );
+    let written: Vec<_> = std::fs::read_dir(&victim)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        written.is_empty(),
+        "nginx -t files went through a planted symlink: {written:?}"
+    );
+}
+
+/// Chowns `path` (not following a symlink) to nobody; false when we may not (not root).
+fn give_to_nobody(path: &Path) -> bool {
+    std::os::unix::fs::lchown(path, Some(65_534), Some(65_534)).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_directory_that_is_not_privately_ours_is_refused_and_left_untouched() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(bin) = nginx_bin() else { return };
+    let dir = NginxDir::new("ext-checkdir");
+    let victim = dir.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    let snippet = dir.path().join("autoscaler.conf");
+    let marker = dir.path().join("reloads");
+    std::fs::write(&snippet, "# previous\n").unwrap();
+    type Plant = fn(&Path, &Path) -> bool;
+    let cases: [(&str, Plant, &str); 5] = [
+        (
+            "a symlink to someone's directory",
+            |check, victim| std::os::unix::fs::symlink(victim, check).is_ok(),
+            "symlink",
+        ),
+        (
+            "a world-writable directory",
+            |check, _| {
+                std::fs::create_dir(check).unwrap();
+                std::fs::set_permissions(check, std::fs::Permissions::from_mode(0o777)).is_ok()
+            },
+            "mode 0777",
+        ),
+        (
+            "a group-readable directory",
+            |check, _| {
+                std::fs::create_dir(check).unwrap();
+                std::fs::set_permissions(check, std::fs::Permissions::from_mode(0o750)).is_ok()
+            },
+            "mode 0750",
+        ),
+        (
+            "a 0700 directory of another user",
+            |check, _| {
+                std::fs::create_dir(check).unwrap();
+                std::fs::set_permissions(check, std::fs::Permissions::from_mode(0o700)).unwrap();
+                give_to_nobody(check)
+            },
+            "owned by uid 65534",
+        ),
+        (
+            "a regular file",
+            |check, _| std::fs::write(check, "").is_ok(),
+            "not a directory",
+        ),
+    ];
+    for (i, (what, plant, reason)) in cases.into_iter().enumerate() {
+        let check = dir.path().join(format!("check-{i}"));
+        if !plant(&check, &victim) {
+            eprintln!("SKIP case {what:?}: cannot set it up as this user");
+            continue;
+        }
+        let lb = ExternalNginx::new(
+            snippet.clone(),
+            marking_command(&marker, 0),
+            bin.clone(),
+            check.clone(),
+        );
+        let err = lb.apply(&[upstream("web", 25520, &[])]).await.unwrap_err();
+        assert!(matches!(err, LbError::UnsafeDir { .. }), "{what}: {err}");
+        assert!(err.to_string().contains(reason), "{what}: {err}");
+        assert!(is_empty_dir(&victim), "{what}: wrote through the symlink");
+        if check.is_dir() && !check.is_symlink() {
+            assert!(is_empty_dir(&check), "{what}: used the directory");
+        }
+        assert_eq!(
+            std::fs::read_to_string(&snippet).unwrap(),
+            "# previous\n",
+            "{what}"
+        );
+        assert_eq!(marks(&marker), 0, "{what}: reloaded");
+    }
+    assert_no_temp_files(dir.path());
+
+    // Absent, it is created private, and each check cleans up after itself.
+    let check = dir.path().join("state").join("nginx-check");
+    let lb = ExternalNginx::new(snippet.clone(), Vec::new(), bin, check.clone());
+    let outcome = lb.apply(&[upstream("web", 25520, &[])]).await.unwrap();
+    assert_eq!(outcome, ApplyOutcome::Written);
+    let meta = std::fs::symlink_metadata(&check).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o700);
+    assert!(is_empty_dir(&check), "leftovers in {}", check.display());
+}
+
+/// GET `path` at `target` from the local address `source`: status and body.
+async fn get_from(source: &str, target: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(source.parse().unwrap()).unwrap();
+    let mut stream = socket.connect(target).await.unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_that_exits_0_while_the_master_keeps_the_old_config_is_an_error() {
+    let Some(bin) = nginx_bin() else { return };
+    let dir = NginxDir::new("ext-notlive");
+    let snippet = dir.path().join("autoscaler.conf");
+    std::fs::write(&snippet, "").unwrap();
+    let reload = start_users_nginx(dir.path(), &snippet);
+    let a = Backend::start(25511, "a").await;
+    let lb = ExternalNginx::new(snippet.clone(), reload, bin, dir.path().join("check"))
+        .with_live_timeout(Duration::from_secs(3));
+
+    let good = [upstream("web", 25510, &[a.addr])];
+    assert_eq!(lb.apply(&good).await.unwrap(), ApplyOutcome::Reloaded);
+    // Live when apply returns: no wait needed before the first request.
+    let client = Client::new();
+    let (status, body) = client.get("http://127.0.0.1:25510/").await.unwrap();
+    assert_eq!((status.as_u16(), body.as_str()), (200, "a"));
+    let good_text = lb.current().await.unwrap().unwrap();
+    let hash = autoscaler::nginx::config_hash(&good_text)
+        .unwrap()
+        .to_owned();
+    let listen: SocketAddr = "127.0.0.1:25510".parse().unwrap();
+    let path = autoscaler::nginx::LIVE_PATH;
+    assert_eq!(
+        get_from("127.0.0.1:0", listen, path).await,
+        (200, format!("{hash}\n"))
+    );
+    // Any other source address (what another host would be) is not told.
+    assert_eq!(get_from("127.0.0.2:0", listen, path).await.0, 404);
+
+    // Another process holds 25512: `nginx -t` passes (it binds nothing) and
+    // `nginx -s reload` exits 0, but the master cannot bind and keeps the old config.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:25512").unwrap();
+    let bad = [good[0].clone(), upstream("api", 25512, &[a.addr])];
+    let started = std::time::Instant::now();
+    let err = lb.apply(&bad).await.unwrap_err();
+    eprintln!("rejected reload detected in {:?}: {err}", started.elapsed());
+    match &err {
+        // The first address in order that does not confirm: it still serves the old hash.
+        LbError::NotLive {
+            listen,
+            expected,
+            got,
+            ..
+        } => {
+            assert_eq!(*listen, "127.0.0.1:25510".parse::<SocketAddr>().unwrap());
+            assert_eq!(*got, format!("hash {hash}"));
+            assert_eq!(
+                Some(expected.as_str()),
+                autoscaler::nginx::config_hash(&lb.render(&bad).unwrap())
+            );
+        }
+        other => panic!("want NotLive, got {other}"),
+    }
+    assert_eq!(
+        lb.current().await.unwrap().as_deref(),
+        Some(good_text.as_str())
+    );
+    assert_eq!(
+        get_from("127.0.0.1:0", "127.0.0.1:25510".parse().unwrap(), path).await,
+        (200, format!("{hash}\n")),
+        "the old config still serves"
+    );
+    assert_no_temp_files(dir.path());
+
+    // Once the port is free, the same set goes live.
+    drop(squatter);
+    assert_eq!(lb.apply(&bad).await.unwrap(), ApplyOutcome::Reloaded);
+    let (status, body) = client.get("http://127.0.0.1:25512/").await.unwrap();
+    assert_eq!((status.as_u16(), body.as_str()), (200, "a"));
 }

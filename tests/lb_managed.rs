@@ -1,4 +1,5 @@
-//! Managed-mode load balancer against the real nginx binary (ports 18400-18499).
+//! Managed-mode load balancer against the real nginx binary (ports 18400-18499 and
+//! 25530-25599).
 
 mod lb_support;
 
@@ -21,6 +22,7 @@ fn upstream(policy: &str, listen: u16, servers: &[SocketAddr]) -> Upstream {
         keepalive: 16,
         listen: SocketAddr::from(([127, 0, 0, 1], listen)),
         servers: servers.to_vec(),
+        drain_timeout_seconds: 30,
     }
 }
 
@@ -90,6 +92,13 @@ async fn serves_both_backends_then_skips_identical_apply_then_reloads_to_new_set
         bodies(&mut client, 20).await,
         BTreeSet::from(["c".to_owned()])
     );
+    // ...and the live-check location answers the hash of the file now in place.
+    let hash = autoscaler::nginx::config_hash(&lb.current().await.unwrap().unwrap())
+        .unwrap()
+        .to_owned();
+    let check = format!("http://127.0.0.1:18400{}", autoscaler::nginx::LIVE_PATH);
+    let (status, body) = Client::new().get(&check).await.unwrap();
+    assert_eq!((status, body), (StatusCode::OK, format!("{hash}\n")));
 
     lb.stop().await.unwrap();
 }
@@ -347,5 +356,63 @@ async fn concurrent_applies_serialize_and_the_last_one_wins() {
         bodies(&mut client, 10).await,
         BTreeSet::from([tag.to_owned()])
     );
+    lb.stop().await.unwrap();
+}
+
+/// Lines of `path` (none when absent).
+fn log_lines(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_log_past_its_limit_is_rotated_and_reopened_by_the_running_master() {
+    if nginx_bin().is_none() {
+        return;
+    }
+    let dir = NginxDir::new("logrotate");
+    let lb = manager(&dir).with_error_log_limit(2_000);
+    // Nothing listens on 25531: every request logs a connect() error.
+    let dead: SocketAddr = "127.0.0.1:25531".parse().unwrap();
+    lb.apply(&[upstream("web", 25530, &[dead])]).await.unwrap();
+    lb.ensure_running().await.unwrap();
+    let master = lb.master_pid().await.unwrap().unwrap();
+    let workers_before = workers(master);
+    let (log, rotated) = (lb.error_log_path(), lb.rotated_error_log_path());
+    let client = Client::new();
+    let url = "http://127.0.0.1:25530/";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&log).map_or(0, |m| m.len()) <= 2_000 {
+        assert!(Instant::now() < deadline, "the error log does not grow");
+        let _ = client.get(url).await;
+    }
+    let size_before = std::fs::metadata(&log).unwrap().len();
+
+    lb.ensure_running().await.unwrap();
+    assert!(
+        rotated.exists(),
+        "error.log.1 after a {size_before}-byte log"
+    );
+    assert_eq!(
+        std::fs::metadata(&rotated).unwrap().len(),
+        size_before,
+        "the whole old log moved"
+    );
+    assert!(log.exists(), "the master reopened a fresh error.log");
+    assert_eq!(lb.master_pid().await.unwrap(), Some(master), "no restart");
+    assert_eq!(workers(master), workers_before, "no reload");
+
+    // New lines land in the fresh file, not in the rotated one.
+    let rotated_lines = log_lines(&rotated);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while log_lines(&log) == 0 {
+        assert!(Instant::now() < deadline, "nothing logged after reopening");
+        let _ = client.get(url).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(log_lines(&rotated), rotated_lines);
+    // Under the limit nothing moves again.
+    let rotated_mtime = mtime(&rotated);
+    lb.ensure_running().await.unwrap();
+    assert_eq!(mtime(&rotated), rotated_mtime);
     lb.stop().await.unwrap();
 }

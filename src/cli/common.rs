@@ -31,7 +31,7 @@ pub struct HostArgs {
 /// How the operator reaches Docker and nginx, and where it keeps state.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OperatorArgs {
-    /// State directory (history, status, events, lock, managed nginx prefix).
+    /// State directory (history, status, events, lock, managed nginx prefix, `nginx -t` scratch).
     #[arg(long, env = "AUTOSCALER_STATE_DIR", default_value = ".autoscaler")]
     pub state_dir: PathBuf,
     /// Operator instance id, stored as a label: two instances never touch each other's containers.
@@ -136,7 +136,12 @@ impl OperatorArgs {
                     .split_whitespace()
                     .map(str::to_owned)
                     .collect();
-                AnyLb::External(ExternalNginx::new(config, command, self.nginx_bin.clone()))
+                AnyLb::External(ExternalNginx::new(
+                    config,
+                    command,
+                    self.nginx_bin.clone(),
+                    absolute(&self.state().root().join("nginx-check"))?,
+                ))
             }
         })
     }

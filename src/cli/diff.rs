@@ -60,6 +60,11 @@ async fn diff(
         reports.push((report, None));
     }
     let (before, after) = op.config_diff(&reports).await?;
+    // Every server block carries the config's hash: mask it so only real changes show.
+    let (before, after) = (
+        crate::nginx::mask_config_hash(&before),
+        crate::nginx::mask_config_hash(&after),
+    );
     if before != after {
         pending = true;
         let diff = similar::TextDiff::from_lines(&before, &after);

@@ -1,21 +1,28 @@
 //! External mode: write the includable snippet where told and run the configured reload command.
 //!
 //! The candidate is validated with `nginx -t` by wrapping it in a minimal throw-away
-//! `nginx.conf` (`events {} http { include CANDIDATE; }`) in a temp prefix, so the check
-//! needs neither the real nginx.conf nor root. After a failed reload command the previous
-//! bytes are put back and the command is run once more (best effort), so the file and the
-//! running nginx agree again.
+//! `nginx.conf` (`events {} http { include CANDIDATE; }`) in a fresh prefix, so the check
+//! needs neither the real nginx.conf nor root. That prefix lives in a private directory
+//! of the operator's (mode 0700, under the state directory, checked to be ours and not a
+//! symlink before each use), never under a guessable name in a shared one like `/tmp`.
+//!
+//! A reload command's exit status proves little (`nginx -s reload` only sends a signal),
+//! so after it the new configuration must answer its hash on every listen address (see
+//! `live`). After a failed reload the previous bytes are put back and the command is run
+//! once more (best effort), so the file and the running nginx agree again.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::process::Command;
 use tokio::sync::Mutex;
 
 use super::fsutil::{
-    display_command, nginx_test, read_optional, remove_quietly, rename_synced, restore,
-    run_captured, temp_sibling, write_synced,
+    create_fresh_dir, display_command, ensure_private_dir, nginx_test, read_optional,
+    remove_quietly, rename_synced, restore, run_captured, temp_sibling, write_new, write_synced,
 };
+use super::live::{LIVE_TIMEOUT, confirm_live};
 use super::{ApplyOutcome, LbError, LoadBalancer, quoted_path};
 use crate::nginx::{Upstream, render_snippet};
 
@@ -31,20 +38,40 @@ pub struct ExternalNginx {
     reload_command: Vec<String>,
     /// nginx binary used for `nginx -t`.
     nginx_bin: PathBuf,
+    /// Private directory (mode 0700) holding the throw-away prefixes of `nginx -t`.
+    check_dir: PathBuf,
+    /// Longest wait for every listen address to serve the new configuration.
+    live_timeout: Duration,
     /// Serializes apply of this instance.
     lock: Mutex<()>,
 }
 
 impl ExternalNginx {
     /// A writer for `config_path` that reloads with `reload_command` (argv, e.g.
-    /// `["systemctl", "reload", "nginx"]`) and validates with `nginx_bin -t`.
-    pub fn new(config_path: PathBuf, reload_command: Vec<String>, nginx_bin: PathBuf) -> Self {
+    /// `["systemctl", "reload", "nginx"]`) and validates with `nginx_bin -t` in
+    /// `check_dir` (made absolute; created with mode 0700 when absent, refused when it
+    /// is a symlink, not ours, or open to group or others).
+    pub fn new(
+        config_path: PathBuf,
+        reload_command: Vec<String>,
+        nginx_bin: PathBuf,
+        check_dir: PathBuf,
+    ) -> Self {
+        let check_dir = std::path::absolute(&check_dir).unwrap_or(check_dir);
         Self {
             config_path,
             reload_command,
             nginx_bin,
+            check_dir,
+            live_timeout: LIVE_TIMEOUT,
             lock: Mutex::new(()),
         }
+    }
+
+    /// Overrides how long `apply` waits for the new configuration to serve (default 5 s).
+    pub fn with_live_timeout(mut self, timeout: Duration) -> Self {
+        self.live_timeout = timeout;
+        self
     }
 
     /// The snippet file this instance owns.
@@ -52,19 +79,16 @@ impl ExternalNginx {
         &self.config_path
     }
 
-    /// `nginx -t` on `candidate`, wrapped in a minimal config in a fresh temp prefix.
+    /// `nginx -t` on `candidate`, wrapped in a minimal config in a fresh prefix inside
+    /// the private check directory.
     async fn validate(&self, candidate: &Path) -> Result<(), LbError> {
-        let prefix = std::env::temp_dir().join(format!(
-            "autoscaler-nginx-t-{}-{}",
+        ensure_private_dir(&self.check_dir)?;
+        let prefix = self.check_dir.join(format!(
+            "t-{}-{}",
             std::process::id(),
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        tokio::fs::create_dir_all(&prefix)
-            .await
-            .map_err(|source| LbError::Write {
-                path: prefix.clone(),
-                source,
-            })?;
+        create_fresh_dir(&prefix)?;
         let result = async {
             let q = |name: &str| quoted_path(&prefix.join(name));
             let wrapper = format!(
@@ -83,7 +107,7 @@ impl ExternalNginx {
                     quoted_path(&std::path::absolute(candidate).unwrap_or(candidate.to_owned()))?,
             );
             let conf = prefix.join("nginx.conf");
-            write_synced(&conf, wrapper.as_bytes()).await?;
+            write_new(&conf, wrapper.as_bytes(), 0o600).await?;
             nginx_test(&self.nginx_bin, &prefix, &conf, &prefix.join("error.log")).await
         }
         .await;
@@ -148,19 +172,22 @@ impl LoadBalancer for ExternalNginx {
         if self.reload_command.is_empty() {
             return Ok(ApplyOutcome::Written);
         }
-        let detail = match self.run_reload().await {
-            Ok(()) => return Ok(ApplyOutcome::Reloaded),
-            Err(detail) => detail,
+        let error = match self.run_reload().await {
+            Ok(()) => match confirm_live(upstreams, &text, self.live_timeout).await {
+                Ok(()) => return Ok(ApplyOutcome::Reloaded),
+                Err(e) => e,
+            },
+            Err(detail) => LbError::ReloadCommand {
+                command: self.reload_command.join(" "),
+                detail,
+            },
         };
-        tracing::warn!(%detail, path = %config.display(), "reload command failed, restoring the previous config");
+        tracing::warn!(%error, path = %config.display(), "reload failed, restoring the previous config");
         restore(config, previous.as_deref()).await?;
         if let Err(again) = self.run_reload().await {
             tracing::warn!(detail = %again, "reload after restoring the previous config failed too");
         }
-        Err(LbError::ReloadCommand {
-            command: self.reload_command.join(" "),
-            detail,
-        })
+        Err(error)
     }
 
     async fn ensure_running(&self) -> Result<(), LbError> {

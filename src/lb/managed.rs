@@ -5,6 +5,8 @@
 //!    nginx.conf     live config (rendered by `nginx::render_managed`)
 //!    nginx.pid      written by the master; how a restarted operator finds and adopts it
 //!    error.log      master + workers; reload failures are read from here
+//!    error.log.1    the previous error log: past a size limit error.log is renamed here
+//!                   and the master reopens its logs (SIGUSR1), so the two stay bounded
 //!    start.log      stderr of the last `nginx` start command
 //!    *_temp/        nginx's temp paths
 //! ```
@@ -12,8 +14,9 @@
 //! The master daemonizes (its own session, stdio detached) so it outlives the operator.
 //! A reload is SIGHUP followed by a wait until the new workers exist and the old ones are
 //! shutting down (success) or the error log shows an `[emerg]` line (failure: the master
-//! keeps the old config, and the file is put back). All operations of one instance serialize on a mutex, so at most one
-//! reload is in flight.
+//! keeps the old config, and the file is put back); then every listen address must answer
+//! the new config's hash (see `live`). All operations of one instance serialize on a
+//! mutex, so at most one reload is in flight.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -28,6 +31,7 @@ use super::fsutil::{
     COMMAND_TIMEOUT, display_command, nginx_test, read_optional, remove_quietly, rename_synced,
     restore, temp_sibling, write_atomic, write_synced,
 };
+use super::live::{LIVE_TIMEOUT, confirm_live};
 use super::{ApplyOutcome, LbError, LoadBalancer, process};
 use crate::nginx::{ManagedSettings, Upstream, render_managed};
 
@@ -36,6 +40,9 @@ const POLL: Duration = Duration::from_millis(10);
 /// After an `[emerg]`, the log must stay quiet this long before the reload counts as over
 /// (nginx retries a failed bind 5 times, 500 ms apart).
 const EMERG_SETTLE: Duration = Duration::from_millis(700);
+
+/// Default size past which the error log is rotated.
+const ERROR_LOG_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// An nginx master the operator starts, adopts, reloads and stops, in its own prefix.
 #[derive(Debug)]
@@ -52,6 +59,9 @@ pub struct ManagedNginx {
     reload_timeout: Duration,
     /// Longest wait for a graceful stop before SIGTERM/SIGKILL.
     stop_timeout: Duration,
+    /// Size in bytes past which `error.log` is rotated (checked on every
+    /// `ensure_running` and `apply`).
+    error_log_limit: u64,
 }
 
 impl ManagedNginx {
@@ -65,12 +75,19 @@ impl ManagedNginx {
             lock: Mutex::new(()),
             reload_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(35),
+            error_log_limit: ERROR_LOG_LIMIT,
         }
     }
 
     /// Overrides how long [`LoadBalancer::stop`] waits for in-flight requests (default 35 s).
     pub fn with_stop_timeout(mut self, timeout: Duration) -> Self {
         self.stop_timeout = timeout;
+        self
+    }
+
+    /// Overrides the size past which the error log is rotated (default 16 MiB).
+    pub fn with_error_log_limit(mut self, bytes: u64) -> Self {
+        self.error_log_limit = bytes;
         self
     }
 
@@ -92,6 +109,52 @@ impl ManagedNginx {
     /// The error log.
     pub fn error_log_path(&self) -> PathBuf {
         self.prefix.join("error.log")
+    }
+
+    /// Where the error log goes when rotated (one previous file is kept).
+    pub fn rotated_error_log_path(&self) -> PathBuf {
+        self.prefix.join("error.log.1")
+    }
+
+    /// [`Self::rotate_error_log_locked`], where a failure is only logged (housekeeping
+    /// never fails an apply).
+    async fn rotate_error_log(&self, pid: Option<i32>) {
+        if let Err(error) = self.rotate_error_log_locked(pid).await {
+            tracing::warn!(%error, "rotating the nginx error log failed");
+        }
+    }
+
+    /// Rotates the error log once it passes the limit: renames it over the previous one
+    /// and has the master `pid` (if any) reopen its logs. The caller holds the lock.
+    ///
+    /// The master handles a reload before a reopen when both are pending, so this waits
+    /// (briefly) for the fresh file: a reload that follows then logs into it, where
+    /// `reload_locked` looks for failures.
+    async fn rotate_error_log_locked(&self, pid: Option<i32>) -> Result<(), LbError> {
+        let log = self.error_log_path();
+        let size = std::fs::metadata(&log).map_or(0, |m| m.len());
+        if size <= self.error_log_limit {
+            return Ok(());
+        }
+        let rotated = self.rotated_error_log_path();
+        std::fs::rename(&log, &rotated).map_err(|source| LbError::Write {
+            path: rotated.clone(),
+            source,
+        })?;
+        tracing::info!(size, limit = self.error_log_limit, path = %log.display(), "rotated the nginx error log");
+        let Some(pid) = pid else {
+            return Ok(());
+        };
+        process::send(pid, Signal::SIGUSR1)?;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !log.exists() {
+            if Instant::now() > deadline {
+                tracing::warn!(pid, "nginx did not reopen its error log within 2 s");
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(())
     }
 
     /// The pid of the live master of this prefix, `None` when none runs (stale pid files count as none).
@@ -377,28 +440,43 @@ impl LoadBalancer for ManagedNginx {
         let Some(pid) = self.master_pid().await? else {
             return Ok(ApplyOutcome::Written);
         };
-        let detail = match self.reload_locked(pid).await {
-            Ok(()) => return Ok(ApplyOutcome::Reloaded),
-            Err(detail) => detail,
+        self.rotate_error_log(Some(pid)).await;
+        let error = match self.reload_locked(pid).await {
+            Ok(()) => match confirm_live(upstreams, &text, LIVE_TIMEOUT).await {
+                Ok(()) => return Ok(ApplyOutcome::Reloaded),
+                Err(e) => e,
+            },
+            Err(detail) => LbError::Reload {
+                prefix: self.prefix.clone(),
+                pid,
+                detail,
+            },
         };
-        tracing::warn!(pid, %detail, "nginx reload failed, restoring the previous config");
+        tracing::warn!(pid, %error, "nginx reload failed, restoring the previous config");
         restore(&config, previous.as_deref()).await?;
-        if previous.is_some()
-            && self.master_pid().await?.is_none()
-            && let Err(e) = self.start_locked().await
-        {
-            tracing::error!(error = %e, "restarting nginx on the previous config failed");
+        match self.master_pid().await? {
+            // The master may have taken the new file: make it read the previous one again.
+            Some(pid) if matches!(error, LbError::NotLive { .. }) => {
+                if let Err(detail) = self.reload_locked(pid).await {
+                    tracing::error!(%detail, "reloading nginx on the previous config failed");
+                }
+            }
+            Some(_) => {}
+            None if previous.is_some() => {
+                if let Err(e) = self.start_locked().await {
+                    tracing::error!(error = %e, "restarting nginx on the previous config failed");
+                }
+            }
+            None => {}
         }
-        Err(LbError::Reload {
-            prefix: self.prefix.clone(),
-            pid,
-            detail,
-        })
+        Err(error)
     }
 
     async fn ensure_running(&self) -> Result<(), LbError> {
         let _guard = self.lock.lock().await;
-        if let Some(pid) = self.master_pid().await? {
+        let pid = self.master_pid().await?;
+        self.rotate_error_log(pid).await;
+        if let Some(pid) = pid {
             tracing::debug!(pid, prefix = %self.prefix.display(), "adopted running nginx master");
             return Ok(());
         }

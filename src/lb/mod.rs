@@ -9,10 +9,16 @@
 //!        write candidate (temp file, fsync) ──► nginx -t on the candidate ──fail──► error, nothing live
 //!               │ ok
 //!               ▼
-//!        rename over the config (atomic) ──► reload ──ok──► Reloaded (or Written when nothing runs)
-//!                                              │ fail
-//!                                              ▼
-//!                                     restore the previous bytes, error
+//!        rename over the config (atomic) ──► reload ──ok──► every listen address answers
+//!                                              │             the new hash? ──yes──► Reloaded
+//!                                              │ fail                  │ no (5 s)
+//!                                              ▼                       ▼
+//!                                     restore the previous bytes, reload again, error
+//!
+//! (Written instead of Reloaded when nothing runs to reload.) The hash check is what
+//! makes a success mean "nginx serves this": a reload command may exit 0 while the
+//! master rejects the file (a port it cannot bind), and the caller must not drain
+//! replicas that the old configuration still routes to.
 //! ```
 //!
 //! - [`ManagedNginx`]: the operator runs its own nginx master in a prefix directory; the
@@ -22,6 +28,7 @@
 
 mod external;
 mod fsutil;
+mod live;
 mod managed;
 mod process;
 
@@ -94,6 +101,14 @@ pub enum LbError {
         #[source]
         source: std::io::Error,
     },
+    /// A directory that must be private to the operator is not.
+    #[error("refusing to use directory {path}: {reason}")]
+    UnsafeDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why it is not safe (symlink, owner, permissions).
+        reason: String,
+    },
     /// A command could not be started or did not finish in time.
     #[error("running {command}: {detail}")]
     Spawn {
@@ -135,6 +150,22 @@ pub enum LbError {
         command: String,
         /// Exit status and output.
         detail: String,
+    },
+    /// nginx reported a successful reload, but a listen address does not serve the new
+    /// configuration; the previous bytes are back.
+    #[error(
+        "the new nginx configuration is not live at {listen} after {waited:?}: it answers {got}, \
+         want hash {expected}; previous config restored"
+    )]
+    NotLive {
+        /// The listen address that did not confirm.
+        listen: std::net::SocketAddr,
+        /// Hash of the configuration that should be serving.
+        expected: String,
+        /// What the address answered last (another hash, a status, a connection error).
+        got: String,
+        /// How long it was polled.
+        waited: std::time::Duration,
     },
     /// Sending a signal to the master failed.
     #[error("signalling nginx pid {pid}: {source}")]

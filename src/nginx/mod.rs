@@ -13,6 +13,9 @@
 //!   non-zero, the prefix is a plain absolute path), so nothing can inject a directive
 //!   even when validation upstream was bypassed.
 //! - [`parse_upstreams`] reads back exactly the server sets that were rendered.
+//! - Every server block answers [`LIVE_PATH`], to the host itself only, with a hash of
+//!   the whole rendered text ([`config_hash`] reads it back): after a reload the
+//!   operator asks each listen address for it to know the new text is the one serving.
 //!
 //! # Choices
 //!
@@ -31,16 +34,27 @@
 //!   has a single server, so a lone replica is never marked away.
 //! - **Directive order.** The balancing directive comes before `keepalive`, as nginx
 //!   requires.
+//! - **Shutdown timeout.** After a reload the old workers finish in-flight requests for
+//!   at most `worker_shutdown_timeout`: the longest drain timeout of any upstream plus
+//!   [`SHUTDOWN_MARGIN_SECONDS`], never below [`SHUTDOWN_FLOOR_SECONDS`], so a reload for
+//!   one policy never cuts the requests another policy is draining. (Managed mode only:
+//!   the directive belongs to the main context, which the snippet cannot reach; the
+//!   snippet's header names the value for the user's own `nginx.conf`.)
+//! - **Live check.** `return` runs in nginx's rewrite phase, before `allow`/`deny`
+//!   would, so the check location refuses other hosts with
+//!   `if ($remote_addr != $server_addr)`: only a connection from the host to itself
+//!   (the operator binds its probe to the listen address) has both ends equal.
 
 mod parse;
 
-pub use parse::parse_upstreams;
+pub use parse::{config_hash, mask_config_hash, parse_upstreams};
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, UndefinedBehavior};
+use sha2::{Digest, Sha256};
 
 use crate::policy::Algorithm;
 
@@ -55,6 +69,18 @@ const UPSTREAM_PREFIX: &str = "autoscaler_";
 const MAX_KEEPALIVE: u32 = 65_535;
 /// Largest `worker_processes` accepted.
 const MAX_WORKER_PROCESSES: u32 = 1024;
+/// Largest drain timeout accepted, in seconds (a day; policy validation allows far less).
+const MAX_DRAIN_SECONDS: u64 = 86_400;
+/// `worker_shutdown_timeout` never goes below this many seconds (nor with no upstream).
+pub const SHUTDOWN_FLOOR_SECONDS: u64 = 30;
+/// Seconds added to the longest drain for `worker_shutdown_timeout`.
+pub const SHUTDOWN_MARGIN_SECONDS: u64 = 5;
+/// Exact path every server block answers with the config hash (to the host itself only).
+pub const LIVE_PATH: &str = "/.autoscaler/config";
+/// Stands for the hash while the text is hashed; no validated value can contain `@`.
+const HASH_PLACEHOLDER: &str = "@config-hash@";
+/// Bytes of the SHA-256 digest kept in the hash (hex: twice as many characters).
+const HASH_BYTES: usize = 16;
 
 /// One policy's load balancer: where it listens and which replicas it spreads over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +95,9 @@ pub struct Upstream {
     pub listen: SocketAddr,
     /// Replica addresses (any order, duplicates allowed: rendering sorts and dedups).
     pub servers: Vec<SocketAddr>,
+    /// The policy's `spec.drain.timeoutSeconds`: a reload lets old workers finish
+    /// requests for at least the longest of these (see [`shutdown_timeout_seconds`]).
+    pub drain_timeout_seconds: u64,
 }
 
 /// Settings of the nginx master the operator runs itself.
@@ -131,6 +160,14 @@ pub enum RenderError {
         /// The rejected prefix.
         prefix: String,
     },
+    /// A drain timeout is out of range.
+    #[error("policy {policy:?}: drain timeout {seconds}s exceeds {MAX_DRAIN_SECONDS}s")]
+    ValidateDrainTimeout {
+        /// Policy owning the value.
+        policy: String,
+        /// The rejected value.
+        seconds: u64,
+    },
     /// `worker_processes` is out of range.
     #[error("worker_processes {value} must be between 1 and {MAX_WORKER_PROCESSES}")]
     ValidateWorkerProcesses {
@@ -153,6 +190,20 @@ pub fn upstream_name(policy: &str) -> String {
     format!("{UPSTREAM_PREFIX}{policy}")
 }
 
+/// `worker_shutdown_timeout` for `upstreams`, in seconds: the longest drain timeout plus
+/// [`SHUTDOWN_MARGIN_SECONDS`], at least [`SHUTDOWN_FLOOR_SECONDS`].
+pub fn shutdown_timeout_seconds(upstreams: &[Upstream]) -> u64 {
+    upstreams
+        .iter()
+        .map(|u| {
+            u.drain_timeout_seconds
+                .saturating_add(SHUTDOWN_MARGIN_SECONDS)
+        })
+        .max()
+        .unwrap_or(0)
+        .max(SHUTDOWN_FLOOR_SECONDS)
+}
+
 /// Renders the complete managed-mode `nginx.conf` for `upstreams`.
 ///
 /// # Errors
@@ -172,9 +223,10 @@ pub fn render_managed(
     let ctx = minijinja::context! {
         prefix => prefix,
         worker_processes => settings.worker_processes,
+        shutdown_timeout => shutdown_timeout_seconds(upstreams),
         snippet => snippet,
     };
-    render_template("nginx.conf.j2", MANAGED_TEMPLATE, ctx)
+    render_template("nginx.conf.j2", MANAGED_TEMPLATE, ctx).map(seal)
 }
 
 /// Renders the includable `upstream` + `server` snippet for `upstreams`.
@@ -183,7 +235,17 @@ pub fn render_managed(
 ///
 /// A [`RenderError`] when any value fails validation (see the module docs).
 pub fn render_snippet(upstreams: &[Upstream]) -> Result<String, RenderError> {
-    render_upstreams(upstreams, true)
+    render_upstreams(upstreams, true).map(seal)
+}
+
+/// Replaces the hash placeholder with the hash of the text that holds it.
+fn seal(text: String) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    let hash: String = digest[..HASH_BYTES]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    text.replace(HASH_PLACEHOLDER, &hash)
 }
 
 /// The upstream template; `standalone` adds the header for a file people include.
@@ -193,7 +255,13 @@ fn render_upstreams(upstreams: &[Upstream], standalone: bool) -> Result<String, 
     render_template(
         "upstream.conf.j2",
         SNIPPET_TEMPLATE,
-        minijinja::context! { upstreams => values, standalone => standalone },
+        minijinja::context! {
+            upstreams => values,
+            standalone => standalone,
+            shutdown_timeout => shutdown_timeout_seconds(upstreams),
+            live_path => LIVE_PATH,
+            hash => HASH_PLACEHOLDER,
+        },
     )
 }
 
@@ -239,6 +307,12 @@ fn normalize(upstreams: &[Upstream]) -> Result<Vec<UpstreamView>, RenderError> {
             return Err(RenderError::ValidateKeepalive {
                 policy: u.policy.clone(),
                 keepalive: u.keepalive,
+            });
+        }
+        if u.drain_timeout_seconds > MAX_DRAIN_SECONDS {
+            return Err(RenderError::ValidateDrainTimeout {
+                policy: u.policy.clone(),
+                seconds: u.drain_timeout_seconds,
             });
         }
         validate_port(&u.policy, u.listen)?;

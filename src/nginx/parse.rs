@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use super::UPSTREAM_PREFIX;
+use super::{LIVE_PATH, UPSTREAM_PREFIX};
 
 /// Reads back the server set per policy from text `render_*` produced (the plan's "live upstream").
 ///
@@ -32,6 +32,24 @@ pub fn parse_upstreams(config: &str) -> BTreeMap<String, Vec<SocketAddr>> {
         servers.dedup();
     }
     out
+}
+
+/// The hash the live-check location of `config` answers, `None` when it has none (no
+/// server block, or text that rendering did not produce).
+pub fn config_hash(config: &str) -> Option<&str> {
+    let open = format!("location = {LIVE_PATH} {{");
+    let mut lines = config.lines().map(str::trim);
+    lines.find(|l| *l == open)?;
+    lines.find_map(|l| l.strip_prefix("return 200 \"")?.strip_suffix("\\n\";"))
+}
+
+/// `config` with its live-check hash replaced by a fixed placeholder, for showing a diff
+/// between two rendered texts without the hash lines that change with any change.
+pub fn mask_config_hash(config: &str) -> String {
+    match config_hash(config) {
+        Some(hash) => config.replace(hash, "<config-hash>"),
+        None => config.to_owned(),
+    }
 }
 
 /// The policy of an `upstream autoscaler_<policy> {` line.

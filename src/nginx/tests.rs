@@ -16,6 +16,7 @@ fn upstream(policy: &str, listen: &str, servers: &[&str]) -> Upstream {
         keepalive: 32,
         listen: addr(listen),
         servers: servers.iter().map(|s| addr(s)).collect(),
+        drain_timeout_seconds: 30,
     }
 }
 
@@ -219,6 +220,13 @@ fn invalid_values_are_rejected_before_rendering() {
             }],
             "keepalive",
         ),
+        (
+            vec![Upstream {
+                drain_timeout_seconds: 86_401,
+                ..upstream("a", "127.0.0.1:8080", &[])
+            }],
+            "drain",
+        ),
     ];
     for (ups, what) in cases {
         let err = render_snippet(&ups).unwrap_err();
@@ -228,6 +236,7 @@ fn invalid_values_are_rejected_before_rendering() {
             "duplicate listen" => {
                 matches!(&err, RenderError::ValidateDuplicateListen { first, second, .. } if first == "a" && second == "b")
             }
+            "drain" => matches!(err, RenderError::ValidateDrainTimeout { .. }),
             _ => matches!(err, RenderError::ValidateKeepalive { .. }),
         };
         assert!(ok, "{what}: {err}");
@@ -278,7 +287,7 @@ fn managed_config_keeps_everything_under_the_prefix() {
         "worker_processes 2;",
         "pid /srv/a-b_c.d/nginx/nginx.pid;",
         "error_log /srv/a-b_c.d/nginx/error.log warn;",
-        "worker_shutdown_timeout 30s;",
+        "worker_shutdown_timeout 35s;",
         "client_body_temp_path /srv/a-b_c.d/nginx/client_body_temp;",
         "proxy_temp_path /srv/a-b_c.d/nginx/proxy_temp;",
         "access_log off;",
@@ -307,13 +316,25 @@ fn managed_config_matches_golden_text() {
     );
     rr.algorithm = Algorithm::RoundRobin;
     rr.keepalive = 0;
+    rr.drain_timeout_seconds = 120;
     let ups = [
         upstream("web", "127.0.0.1:8080", &["127.0.0.1:8001"]),
         rr,
-        upstream("idle", "[::1]:8082", &[]),
+        Upstream {
+            drain_timeout_seconds: 0,
+            ..upstream("idle", "[::1]:8082", &[])
+        },
     ];
     let got = render_managed(&ups, &settings("/run/as")).unwrap();
     let want = include_str!("testdata/managed.golden.conf");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/nginx/testdata/managed.golden.conf"
+        );
+        std::fs::write(path, &got).unwrap();
+        return;
+    }
     if got != want {
         panic!("golden mismatch; got:\n{got}");
     }
@@ -360,6 +381,7 @@ impl Gen {
                 keepalive: self.below(3) as u32 * 16,
                 listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9000 + i as u16),
                 servers: (0..self.below(8)).map(|_| self.addr()).collect(),
+                drain_timeout_seconds: self.below(4) * 600,
             })
             .collect()
     }
@@ -447,4 +469,122 @@ server { listen 127.0.0.1:8080; }
         )])
     );
     assert!(parse_upstreams("").is_empty());
+}
+
+#[test]
+fn shutdown_timeout_follows_the_longest_drain_with_margin_and_floor() {
+    let cases: [(&[u64], u64); 6] = [
+        (&[], 30),
+        (&[0], 30),
+        (&[10, 25], 30),
+        (&[30], 35),
+        (&[30, 3600, 120], 3605),
+        (&[86_400], 86_405),
+    ];
+    for (drains, want) in cases {
+        let ups: Vec<Upstream> = drains
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Upstream {
+                drain_timeout_seconds: *d,
+                ..upstream(&format!("p{i}"), &format!("127.0.0.1:{}", 9000 + i), &[])
+            })
+            .collect();
+        assert_eq!(shutdown_timeout_seconds(&ups), want, "{drains:?}");
+        let managed = render_managed(&ups, &settings("/srv/nginx")).unwrap();
+        let line = format!("worker_shutdown_timeout {want}s;");
+        assert_eq!(
+            managed.lines().filter(|l| l.trim() == line).count(),
+            1,
+            "{drains:?}:\n{managed}"
+        );
+        // The snippet cannot set it (main context): its header names the value instead.
+        let snippet = render_snippet(&ups).unwrap();
+        assert!(
+            snippet.contains(&format!("`worker_shutdown_timeout {want}s;`")),
+            "{drains:?}:\n{snippet}"
+        );
+        assert!(!snippet.lines().any(|l| l.trim() == line), "{snippet}");
+    }
+}
+
+#[test]
+fn every_server_block_answers_the_hash_of_the_whole_text() {
+    let ups = [
+        upstream("web", "127.0.0.1:8080", &["127.0.0.1:8001"]),
+        upstream("idle", "[::1]:8082", &[]),
+    ];
+    for text in [
+        render_snippet(&ups).unwrap(),
+        render_managed(&ups, &settings("/srv/nginx")).unwrap(),
+    ] {
+        let hash = config_hash(&text)
+            .expect("a live-check location")
+            .to_owned();
+        assert_eq!(hash.len(), 32, "{hash}");
+        assert!(hash.chars().all(|c| c.is_ascii_hexdigit()), "{hash}");
+        assert!(!text.contains(HASH_PLACEHOLDER), "{text}");
+        // One exact-match, host-only location per server block, before `location /`.
+        let answer = format!("return 200 \"{hash}\\n\";");
+        assert_eq!(text.lines().filter(|l| l.trim() == answer).count(), 2);
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.trim() == format!("location = {LIVE_PATH} {{"))
+                .count(),
+            2
+        );
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.trim() == "if ($remote_addr != $server_addr) {")
+                .count(),
+            2
+        );
+        // The hash is that of the text with the placeholder in its place.
+        assert_eq!(seal(text.replace(&hash, HASH_PLACEHOLDER)), text);
+    }
+    assert_eq!(config_hash(&render_snippet(&[]).unwrap()), None);
+}
+
+#[test]
+fn masking_the_hash_leaves_only_real_changes_in_a_diff() {
+    let a = render_snippet(&[upstream("web", "127.0.0.1:8080", &["127.0.0.1:8001"])]).unwrap();
+    let b = render_snippet(&[upstream("web", "127.0.0.1:8080", &["127.0.0.1:8002"])]).unwrap();
+    let changed = |x: &str, y: &str| x.lines().zip(y.lines()).filter(|(l, r)| l != r).count();
+    assert_eq!(changed(&a, &b), 2, "the server line and the hash line");
+    let (ma, mb) = (mask_config_hash(&a), mask_config_hash(&b));
+    assert_eq!(changed(&ma, &mb), 1, "only the server line");
+    assert!(ma.contains("return 200 \"<config-hash>\\n\";"), "{ma}");
+    let empty = render_snippet(&[]).unwrap();
+    assert_eq!(mask_config_hash(&empty), empty);
+}
+
+#[test]
+fn the_hash_changes_with_any_rendered_change_and_only_then() {
+    let base = [upstream("web", "127.0.0.1:8080", &["127.0.0.1:8001"])];
+    let hash = |ups: &[Upstream]| {
+        config_hash(&render_snippet(ups).unwrap())
+            .unwrap()
+            .to_owned()
+    };
+    let reordered = [upstream(
+        "web",
+        "127.0.0.1:8080",
+        &["127.0.0.1:8001", "127.0.0.1:8001"],
+    )];
+    assert_eq!(hash(&base), hash(&reordered), "same text, same hash");
+    let variants: Vec<Vec<Upstream>> = vec![
+        vec![upstream("web", "127.0.0.1:8080", &["127.0.0.1:8002"])],
+        vec![upstream("web", "127.0.0.1:8081", &["127.0.0.1:8001"])],
+        vec![Upstream {
+            keepalive: 0,
+            ..base[0].clone()
+        }],
+        vec![Upstream {
+            drain_timeout_seconds: 300,
+            ..base[0].clone()
+        }],
+    ];
+    for v in variants {
+        assert_ne!(hash(&base), hash(&v), "{v:?}");
+    }
 }

@@ -213,6 +213,7 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
                 self.seams.ports.as_ref(),
                 name,
                 &settings_of(policy),
+                policy.spec.drain.timeout_seconds,
             )
             .await?;
         self.record_decision(policy, &report, samples, &obs, warnings)
@@ -493,9 +494,12 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         mode: PassMode,
     ) -> Result<(), ReconcileError> {
         let live = self.lb.current().await?;
-        let loaded: Vec<(String, UpstreamSettings)> = policies
+        let loaded: Vec<(String, UpstreamSettings, u64)> = policies
             .iter()
-            .map(|p| (p.metadata.name.clone(), settings_of(p)))
+            .map(|p| {
+                let drain = p.spec.drain.timeout_seconds;
+                (p.metadata.name.clone(), settings_of(p), drain)
+            })
             .collect();
         let remembered: Vec<(String, UpstreamSettings)> = {
             let state = self.state.lock().await;
@@ -524,10 +528,10 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
                 .collect();
             self.table.reset(live.as_deref(), &serving, &[]).await;
             self.table.apply_all(&self.lb).await?;
-            for (name, settings) in &loaded {
+            for (name, settings, drain) in &loaded {
                 if let Err(e) = self
                     .table
-                    .sync_settings(&self.lb, self.seams.ports.as_ref(), name, settings)
+                    .sync_settings(&self.lb, self.seams.ports.as_ref(), name, settings, *drain)
                     .await
                 {
                     tracing::error!(policy = %name, error = %e, "nginx cannot serve this policy");
@@ -536,7 +540,7 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         }
         self.lb.ensure_running().await?;
         let mut state = self.state.lock().await;
-        for (name, settings) in loaded {
+        for (name, settings, _) in loaded {
             state.policies.entry(name).or_default().upstream = settings;
         }
         self.state_dir.save(&state)?;

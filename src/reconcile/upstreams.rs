@@ -58,15 +58,19 @@ impl UpstreamTable {
         &self,
         live: Option<&str>,
         remembered: &[(String, UpstreamSettings)],
-        loaded: &[(String, UpstreamSettings)],
+        loaded: &[(String, UpstreamSettings, u64)],
     ) {
         let servers = live.map(nginx::parse_upstreams).unwrap_or_default();
         let mut table = self.inner.lock().await;
         table.entries.clear();
         table.owners.clear();
         table.serving = live.map(parse_listens).unwrap_or_default();
-        for (name, settings) in remembered.iter().chain(loaded) {
-            let Some(mut upstream) = upstream_from_settings(name, settings) else {
+        let remembered = remembered
+            .iter()
+            .map(|(n, s)| (n, s, super::DEFAULT_DRAIN_TIMEOUT.as_secs()));
+        let loaded = loaded.iter().map(|(n, s, d)| (n, s, *d));
+        for (name, settings, drain) in remembered.chain(loaded) {
+            let Some(mut upstream) = upstream_from_settings(name, settings, drain) else {
                 continue;
             };
             upstream.servers = servers.get(name).cloned().unwrap_or_default();
@@ -106,9 +110,10 @@ impl UpstreamTable {
         ports: &dyn HostPorts,
         name: &str,
         settings: &UpstreamSettings,
+        drain_timeout_seconds: u64,
     ) -> Result<(), ReconcileError> {
         let mut table = self.inner.lock().await;
-        let Some(mut wanted) = upstream_from_settings(name, settings) else {
+        let Some(mut wanted) = upstream_from_settings(name, settings, drain_timeout_seconds) else {
             return Err(ReconcileError::NoUpstream {
                 policy: name.to_owned(),
             });
@@ -324,8 +329,13 @@ impl Table {
 }
 
 /// The upstream of `name` with `settings` and no servers; None when the listen address
-/// is not `IP:PORT` (only a hand-edited state file can say so).
-pub fn upstream_from_settings(name: &str, settings: &UpstreamSettings) -> Option<Upstream> {
+/// is not `IP:PORT` (only a hand-edited state file can say so). Its drain timeout sets
+/// how long nginx lets old workers finish after a reload.
+pub fn upstream_from_settings(
+    name: &str,
+    settings: &UpstreamSettings,
+    drain_timeout_seconds: u64,
+) -> Option<Upstream> {
     let listen: SocketAddr = settings.listen.parse().ok()?;
     Some(Upstream {
         policy: name.to_owned(),
@@ -333,6 +343,7 @@ pub fn upstream_from_settings(name: &str, settings: &UpstreamSettings) -> Option
         keepalive: settings.keepalive,
         listen,
         servers: Vec::new(),
+        drain_timeout_seconds,
     })
 }
 
@@ -366,6 +377,7 @@ mod tests {
                     keepalive: 0,
                     listen: listen.parse().expect("listen"),
                     servers: servers.iter().map(|s| s.parse().expect("server")).collect(),
+                    drain_timeout_seconds: 30,
                 },
                 generation,
             },
