@@ -399,6 +399,37 @@ async fn status(AxumState(t): AxumState<Arc<Telemetry>>) -> Response {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn gauges_of_a_removed_policy_leave_the_exposition() {
+        use crate::state::{MetricValue, PolicyState};
+        let t = Telemetry::new();
+        let mut state = State::default();
+        for name in ["kept", "gone"] {
+            let mut ps = PolicyState::default();
+            ps.status.desired = 2;
+            ps.status.metrics = vec![MetricValue {
+                name: "requestRate(x)".into(),
+                value: Some(1.0),
+                target: 10.0,
+            }];
+            state.policies.insert(name.into(), ps);
+        }
+        t.observe_state(&state, Vec::new()).await;
+        assert!(t.encode().contains("policy=\"gone\""));
+        state.policies.remove("gone");
+        t.observe_state(&state, Vec::new()).await;
+        let text = t.encode();
+        assert!(!text.contains("policy=\"gone\""), "{text}");
+        assert!(
+            text.contains("autoscaler_replicas_desired{policy=\"kept\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("autoscaler_metric_target{policy=\"kept\""),
+            "{text}"
+        );
+    }
+
     #[test]
     fn exposition_names_every_family_without_double_total() {
         let t = Telemetry::new();

@@ -37,6 +37,11 @@ pub fn run(args: Args) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Err(errors) = refuse_api_listen(&initial, args.listen) {
+        eprintln!("{errors}");
+        eprintln!("nothing was changed");
+        return ExitCode::from(super::EXIT_INVALID);
+    }
     let files = common::source_files(&initial, &args.policies);
     let runtime = match super::tokio_runtime() {
         Ok(rt) => rt,
@@ -91,8 +96,10 @@ async fn daemon(args: Args, initial: (Vec<crate::loader::LoadedPolicy>, Vec<Path
         }
     };
     let paths = args.policies.clone();
+    let api = args.listen;
     let load: Loader = Arc::new(move || {
         let policies = crate::loader::load_paths(&paths.files)?;
+        refuse_api_listen(&policies, api)?;
         let files = common::source_files(&policies, &paths);
         Ok((policies, files))
     });
@@ -111,6 +118,46 @@ async fn daemon(args: Args, initial: (Vec<crate::loader::LoadedPolicy>, Vec<Path
         }
         _ => ExitCode::SUCCESS,
     }
+}
+
+/// Refuses a policy whose listen address is the operator's own endpoint: nginx could
+/// never bind it, so validation says so before anything starts.
+fn refuse_api_listen(
+    policies: &[crate::loader::LoadedPolicy],
+    api: SocketAddr,
+) -> Result<(), crate::loader::LoadErrors> {
+    let errors: Vec<crate::policy::PolicyError> = policies
+        .iter()
+        .filter(|p| {
+            p.policy
+                .spec
+                .load_balancer
+                .listen
+                .parse::<SocketAddr>()
+                .is_ok_and(|listen| same_socket(listen, api))
+        })
+        .map(|p| crate::policy::PolicyError {
+            file: p.file.display().to_string(),
+            line: p.line,
+            column: 1,
+            path: "spec.loadBalancer.listen".to_owned(),
+            message: format!(
+                "{} is the operator's own endpoint (--listen {api}); choose another address",
+                p.policy.spec.load_balancer.listen
+            ),
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::loader::LoadErrors { errors })
+    }
+}
+
+/// Whether two listeners would fight over one socket (same port, and the same or a
+/// wildcard address).
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 async fn connect_with_retry(instance: &str, shutdown: &CancellationToken) -> Option<DockerRuntime> {
@@ -149,4 +196,25 @@ async fn signals(shutdown: CancellationToken) {
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
     tracing::warn!("second signal: exiting now");
     std::process::exit(130);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_on_the_operator_endpoint_is_refused() {
+        let cases = [
+            ("127.0.0.1:9100", "127.0.0.1:9100", true),
+            ("127.0.0.1:9100", "0.0.0.0:9100", true),
+            ("0.0.0.0:9100", "127.0.0.1:9100", true),
+            ("127.0.0.2:9100", "127.0.0.1:9100", false),
+            ("127.0.0.1:9101", "127.0.0.1:9100", false),
+        ];
+        for (listen, api, clash) in cases {
+            let a: SocketAddr = listen.parse().expect("listen");
+            let b: SocketAddr = api.parse().expect("api");
+            assert_eq!(same_socket(a, b), clash, "{listen} vs {api}");
+        }
+    }
 }

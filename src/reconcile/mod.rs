@@ -3,7 +3,8 @@
 //! # Layout
 //! - this file: [`Operator`] and the pass itself, readable top to bottom;
 //! - [`observe`]: containers, readiness, host ports and metrics into plain values;
-//! - [`execute`]: runs a plan's steps; retirements (drain, stop, remove) in the background;
+//! - [`execute`]: runs a plan's steps in order, same-kind steps concurrently;
+//! - [`retire`]: drain, stop and remove of a replica, in the background;
 //! - [`upstreams`]: the nginx upstream table every policy shares;
 //! - [`status`]: conditions, decision records and prune bookkeeping;
 //! - [`events`]: the event log;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod execute;
 pub mod observe;
+pub mod retire;
 pub mod seams;
 pub mod status;
 pub mod upstreams;
