@@ -345,8 +345,12 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         let running = if report.plan.is_empty() {
             obs.running()
         } else {
+            // Replicas retiring in the background no longer count.
+            let retiring = self.retirements.active(name);
             let list = self.runtime.list_policy(name).await?;
-            list.iter().filter(|r| r.running).count() as u32
+            list.iter()
+                .filter(|r| r.running && !retiring.contains(&r.id))
+                .count() as u32
         };
         let ready = self.table.servers(name).await.len() as u32;
         let current = obs.alive(readiness_timeout(policy)).len() as u32;
