@@ -277,6 +277,10 @@ async fn reload<R: Runtime + 'static, L: LoadBalancer>(
             if changed {
                 tracing::info!(policies = new.policies.len(), "policy files reloaded");
                 record_sources(op, &new).await;
+                // Before any worker runs: a renamed policy's claim on its listen address
+                // must be visible to its predecessor's teardown.
+                let refs: Vec<_> = new.policies.values().map(|p| &p.policy).collect();
+                op.claim(&refs).await;
                 op.set_policy_valid(Ok(())).await;
                 set_tx.send_replace(new);
             }

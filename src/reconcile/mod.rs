@@ -553,6 +553,20 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         Ok(())
     }
 
+    /// Registers newly loaded policies in the upstream table before any pass runs (see
+    /// [`UpstreamTable::claim`]); the daemon calls it on every reload.
+    pub async fn claim(&self, policies: &[&ScalingPolicy]) {
+        for p in policies {
+            self.table
+                .claim(
+                    &p.metadata.name,
+                    &settings_of(p),
+                    p.spec.drain.timeout_seconds,
+                )
+                .await;
+        }
+    }
+
     /// Sets `PolicyValid` after a load: `Ok` clears it (and records that a bad edit was
     /// fixed), `Err` marks the policies of the files the errors name.
     pub async fn set_policy_valid(&self, load: Result<(), &LoadErrors>) {

@@ -160,6 +160,28 @@ impl UpstreamTable {
         Ok(())
     }
 
+    /// Adds an entry for a policy the table does not know yet, without applying: a renamed
+    /// policy's claim on its listen address is then visible to its predecessor's teardown
+    /// before either of them runs.
+    pub async fn claim(&self, name: &str, settings: &UpstreamSettings, drain_timeout_seconds: u64) {
+        let mut table = self.inner.lock().await;
+        if table.entries.contains_key(name) {
+            return;
+        }
+        let Some(upstream) = upstream_from_settings(name, settings, drain_timeout_seconds) else {
+            return;
+        };
+        table.generation += 1;
+        let generation = table.generation;
+        table.entries.insert(
+            name.to_owned(),
+            Entry {
+                upstream,
+                generation,
+            },
+        );
+    }
+
     /// Sets a policy's servers and applies; on failure the previous servers stay.
     pub async fn set_servers<L: LoadBalancer>(
         &self,
