@@ -86,7 +86,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<LoadedPolicy>, LoadErrors> {
         .map(|p| LoadedPolicy {
             file: PathBuf::from(&p.file),
             line: p.line,
-            policy: p.policy,
+            policy: policy::with_parsed(p.policy),
         })
         .collect())
 }

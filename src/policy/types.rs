@@ -27,6 +27,36 @@ pub struct ScalingPolicy {
     pub metadata: Metadata,
     /// Desired behaviour.
     pub spec: PolicySpec,
+    /// The addresses, range and sizes above as typed values, parsed once when the policy
+    /// is loaded and validated (see [`super::parse_str`]); the shell reads these, never
+    /// the strings. Not part of the resource.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub parsed: Parsed,
+}
+
+/// Typed values of a valid policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parsed {
+    /// `spec.ports.hostIp`.
+    pub host_ip: std::net::IpAddr,
+    /// `spec.ports.range`, inclusive.
+    pub port_range: (u16, u16),
+    /// `spec.loadBalancer.listen`.
+    pub listen: std::net::SocketAddr,
+    /// `spec.template.resources.memory` in bytes.
+    pub memory_bytes: Option<u64>,
+}
+
+impl Default for Parsed {
+    fn default() -> Self {
+        Self {
+            host_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            port_range: (1, 0),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            memory_bytes: None,
+        }
+    }
 }
 
 /// Identity of a policy.
@@ -190,16 +220,6 @@ pub struct Ports {
 
 fn default_host_ip() -> String {
     "127.0.0.1".to_owned()
-}
-
-impl Ports {
-    /// The inclusive `(first, last)` pair, or `None` when `range` is malformed.
-    pub fn parsed_range(&self) -> Option<(u16, u16)> {
-        let (a, b) = self.range.split_once('-')?;
-        let first = a.trim().parse().ok()?;
-        let last = b.trim().parse().ok()?;
-        Some((first, last))
-    }
 }
 
 /// The NGINX side of a policy.

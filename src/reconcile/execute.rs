@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ReconcileError;
 use super::events::EventLog;
-use super::observe::{self, replica_addr};
+use super::observe::{self, route_addr};
 pub use super::retire::Retirements;
 use super::retire::{is_backgrounded, retiring_ids, start_retirement};
 use super::seams::Seams;
@@ -219,22 +219,12 @@ async fn create<R: Runtime, L>(
     let Some(policy) = &ctx.spec else {
         return Ok(StepOutcome::default());
     };
-    let Some(addr) = replica_addr(&policy.spec.ports.host_ip, port) else {
-        return Err(ReconcileError::PortTaken {
-            policy: ctx.policy.clone(),
-            port,
-        });
-    };
-    let bind_addr = SocketAddr::new(
-        policy
-            .spec
-            .ports
-            .host_ip
-            .parse()
-            .unwrap_or_else(|_| addr.ip()),
-        port,
-    );
-    if !hands.seams.ports.is_free(bind_addr) {
+    let addr = route_addr(policy.parsed.host_ip, port);
+    if !hands
+        .seams
+        .ports
+        .is_free(SocketAddr::new(policy.parsed.host_ip, port))
+    {
         return Err(ReconcileError::PortTaken {
             policy: ctx.policy.clone(),
             port,
@@ -351,7 +341,7 @@ async fn until_not_running<R: Runtime>(runtime: &R, policy: &str, name: &str) {
 pub(super) fn address_of(ctx: &ExecContext, port: u16) -> Option<SocketAddr> {
     ctx.addrs.get(&port).copied().or_else(|| {
         let policy = ctx.spec.as_ref()?;
-        replica_addr(&policy.spec.ports.host_ip, port)
+        Some(route_addr(policy.parsed.host_ip, port))
     })
 }
 
@@ -381,11 +371,9 @@ fn replica_spec(policy: &ScalingPolicy, name: &str, port: u16) -> ReplicaSpec {
         host_ip: policy.spec.ports.host_ip.clone(),
         host_port: port,
         nano_cpus: template.resources.cpus.map(|c| (c * 1e9).round() as i64),
-        memory_bytes: template
-            .resources
-            .memory
-            .as_deref()
-            .and_then(crate::policy::memory_bytes)
+        memory_bytes: policy
+            .parsed
+            .memory_bytes
             .and_then(|b| i64::try_from(b).ok()),
     }
 }

@@ -48,6 +48,7 @@ use upstreams::UpstreamTable;
 
 use crate::lb::LoadBalancer;
 use crate::loader::LoadErrors;
+use crate::nginx::Upstream;
 use crate::plan::{self, Desired, ObservedReplica, Plan, Step};
 use crate::policy::ScalingPolicy;
 use crate::runtime::Runtime;
@@ -210,13 +211,7 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         // A master killed since `prepare` would otherwise never come back.
         self.lb.ensure_running().await?;
         self.table
-            .sync_settings(
-                &self.lb,
-                self.seams.ports.as_ref(),
-                name,
-                &settings_of(policy),
-                policy.spec.drain.timeout_seconds,
-            )
+            .sync_settings(&self.lb, self.seams.ports.as_ref(), upstream_of(policy))
             .await?;
         self.record_decision(policy, &report, samples, &obs, warnings)
             .await;
@@ -278,7 +273,7 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
             instance: &self.settings.instance,
             template_hash: &hash,
             replicas,
-            port_range: policy.spec.ports.parsed_range().unwrap_or((1, 0)),
+            port_range: policy.parsed.port_range,
             unavailable_ports: &obs.unavailable_ports,
             readiness_timeout_seconds: readiness_timeout(policy),
         };
@@ -500,13 +495,7 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         mode: PassMode,
     ) -> Result<(), ReconcileError> {
         let live = self.lb.current().await?;
-        let loaded: Vec<(String, UpstreamSettings, u64)> = policies
-            .iter()
-            .map(|p| {
-                let drain = p.spec.drain.timeout_seconds;
-                (p.metadata.name.clone(), settings_of(p), drain)
-            })
-            .collect();
+        let loaded: Vec<Upstream> = policies.iter().map(|p| upstream_of(p)).collect();
         let remembered: Vec<(String, UpstreamSettings)> = {
             let state = self.state.lock().await;
             state
@@ -534,10 +523,11 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
                 .collect();
             self.table.reset(live.as_deref(), &serving, &[]).await;
             self.table.apply_all(&self.lb).await?;
-            for (name, settings, drain) in &loaded {
+            for upstream in &loaded {
+                let name = upstream.policy.clone();
                 if let Err(e) = self
                     .table
-                    .sync_settings(&self.lb, self.seams.ports.as_ref(), name, settings, *drain)
+                    .sync_settings(&self.lb, self.seams.ports.as_ref(), upstream.clone())
                     .await
                 {
                     tracing::error!(policy = %name, error = %e, "nginx cannot serve this policy");
@@ -546,8 +536,12 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         }
         self.lb.ensure_running().await?;
         let mut state = self.state.lock().await;
-        for (name, settings, _) in loaded {
-            state.policies.entry(name).or_default().upstream = settings;
+        for p in policies {
+            state
+                .policies
+                .entry(p.metadata.name.clone())
+                .or_default()
+                .upstream = settings_of(p);
         }
         self.state_dir.save(&state)?;
         Ok(())
@@ -557,13 +551,7 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
     /// [`UpstreamTable::claim`]); the daemon calls it on every reload.
     pub async fn claim(&self, policies: &[&ScalingPolicy]) {
         for p in policies {
-            self.table
-                .claim(
-                    &p.metadata.name,
-                    &settings_of(p),
-                    p.spec.drain.timeout_seconds,
-                )
-                .await;
+            self.table.claim(upstream_of(p)).await;
         }
     }
 
@@ -658,7 +646,7 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
                         addrs
                             .get(p)
                             .copied()
-                            .or_else(|| observe::replica_addr(&policy.spec.ports.host_ip, *p))
+                            .or_else(|| Some(observe::route_addr(policy.parsed.host_ip, *p)))
                     })
                     .collect();
                 servers.insert(report.policy.clone(), after);
@@ -720,7 +708,19 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
     }
 }
 
-/// How a policy's server block renders.
+/// A policy's upstream entry, without servers, from its typed values.
+fn upstream_of(policy: &ScalingPolicy) -> Upstream {
+    Upstream {
+        policy: policy.metadata.name.clone(),
+        algorithm: policy.spec.load_balancer.algorithm,
+        keepalive: policy.spec.load_balancer.keepalive,
+        listen: policy.parsed.listen,
+        servers: Vec::new(),
+        drain_timeout_seconds: policy.spec.drain.timeout_seconds,
+    }
+}
+
+/// How a policy's server block renders, as remembered in the state file.
 fn settings_of(policy: &ScalingPolicy) -> UpstreamSettings {
     UpstreamSettings {
         listen: policy.spec.load_balancer.listen.clone(),

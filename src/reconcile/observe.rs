@@ -111,12 +111,8 @@ fn unavailable_ports(
     used: &BTreeSet<u16>,
     own: &[Replica],
 ) -> Vec<u16> {
-    let Some((first, last)) = policy.spec.ports.parsed_range() else {
-        return Vec::new();
-    };
-    let Ok(ip) = policy.spec.ports.host_ip.parse::<IpAddr>() else {
-        return Vec::new();
-    };
+    let (first, last) = policy.parsed.port_range;
+    let ip = policy.parsed.host_ip;
     let own_ports: BTreeSet<u16> = own.iter().map(|r| r.host_port).collect();
     let wanted = policy.spec.replicas.max as usize + 1;
     let mut usable = 0;
@@ -229,15 +225,20 @@ pub async fn scrape_one(
     }
 }
 
-/// The address a replica is reached on: its published IP, or loopback for 0.0.0.0.
+/// The address a replica the runtime reported is reached on (see [`route_addr`]); None
+/// when the engine's host IP label is not an address.
 pub fn replica_addr(host_ip: &str, port: u16) -> Option<SocketAddr> {
-    let ip: IpAddr = host_ip.parse().ok()?;
+    Some(route_addr(host_ip.parse().ok()?, port))
+}
+
+/// The address a replica published on `ip:port` is reached on: loopback for 0.0.0.0.
+pub fn route_addr(ip: IpAddr, port: u16) -> SocketAddr {
     let ip = if ip.is_unspecified() {
         IpAddr::from([127, 0, 0, 1])
     } else {
         ip
     };
-    Some(SocketAddr::new(ip, port))
+    SocketAddr::new(ip, port)
 }
 
 fn age_seconds(r: &Replica, now_ms: u64) -> u64 {

@@ -58,26 +58,25 @@ impl UpstreamTable {
         &self,
         live: Option<&str>,
         remembered: &[(String, UpstreamSettings)],
-        loaded: &[(String, UpstreamSettings, u64)],
+        loaded: &[Upstream],
     ) {
         let servers = live.map(nginx::parse_upstreams).unwrap_or_default();
         let mut table = self.inner.lock().await;
         table.entries.clear();
         table.owners.clear();
         table.serving = live.map(parse_listens).unwrap_or_default();
-        let remembered = remembered
-            .iter()
-            .map(|(n, s)| (n, s, super::DEFAULT_DRAIN_TIMEOUT.as_secs()));
-        let loaded = loaded.iter().map(|(n, s, d)| (n, s, *d));
-        for (name, settings, drain) in remembered.chain(loaded) {
-            let Some(mut upstream) = upstream_from_settings(name, settings, drain) else {
-                continue;
-            };
-            upstream.servers = servers.get(name).cloned().unwrap_or_default();
+        // Remembered settings come from the state file (strings on disk); loaded ones
+        // from policies, typed already.
+        let remembered = remembered.iter().filter_map(|(n, s)| {
+            upstream_from_settings(n, s, super::DEFAULT_DRAIN_TIMEOUT.as_secs())
+        });
+        for mut upstream in remembered.chain(loaded.iter().cloned()) {
+            let name = upstream.policy.clone();
+            upstream.servers = servers.get(&name).cloned().unwrap_or_default();
             table.generation += 1;
             let generation = table.generation;
             table.entries.insert(
-                name.clone(),
+                name,
                 Entry {
                     upstream,
                     generation,
@@ -108,16 +107,11 @@ impl UpstreamTable {
         &self,
         lb: &L,
         ports: &dyn HostPorts,
-        name: &str,
-        settings: &UpstreamSettings,
-        drain_timeout_seconds: u64,
+        mut wanted: Upstream,
     ) -> Result<(), ReconcileError> {
         let mut table = self.inner.lock().await;
-        let Some(mut wanted) = upstream_from_settings(name, settings, drain_timeout_seconds) else {
-            return Err(ReconcileError::NoUpstream {
-                policy: name.to_owned(),
-            });
-        };
+        let name = wanted.policy.clone();
+        let name = name.as_str();
         let previous = table.entries.get(name).cloned();
         if let Some(p) = &previous {
             wanted.servers = p.upstream.servers.clone();
@@ -163,18 +157,15 @@ impl UpstreamTable {
     /// Adds an entry for a policy the table does not know yet, without applying: a renamed
     /// policy's claim on its listen address is then visible to its predecessor's teardown
     /// before either of them runs.
-    pub async fn claim(&self, name: &str, settings: &UpstreamSettings, drain_timeout_seconds: u64) {
+    pub async fn claim(&self, upstream: Upstream) {
         let mut table = self.inner.lock().await;
-        if table.entries.contains_key(name) {
+        if table.entries.contains_key(&upstream.policy) {
             return;
         }
-        let Some(upstream) = upstream_from_settings(name, settings, drain_timeout_seconds) else {
-            return;
-        };
         table.generation += 1;
         let generation = table.generation;
         table.entries.insert(
-            name.to_owned(),
+            upstream.policy.clone(),
             Entry {
                 upstream,
                 generation,
