@@ -271,6 +271,15 @@ impl StateDir {
         store::save(&self.root, state, &mut cache.hashes)
     }
 
+    /// Saves one policy (what one pass of it changed) when its bytes changed: the cost
+    /// of a pass no longer grows with the number of policies. Returns whether it wrote.
+    /// Removal of a policy goes through [`save`](Self::save).
+    pub fn save_policy(&self, name: &str, policy: &PolicyState) -> Result<bool, StateError> {
+        self.ensure()?;
+        let mut cache = self.cache();
+        store::save_one(&self.root, name, policy, &mut cache.hashes)
+    }
+
     /// Appends events to the log (rotating it past its bound).
     pub fn append_events(&self, events: &[Event]) -> Result<(), StateError> {
         if events.is_empty() {

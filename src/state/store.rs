@@ -347,6 +347,28 @@ pub(super) fn save(
     Ok(written)
 }
 
+/// Writes one policy's file when its bytes differ from `hashes`; returns whether it wrote.
+pub(super) fn save_one(
+    root: &Path,
+    name: &str,
+    ps: &PolicyState,
+    hashes: &mut Option<HashMap<String, u64>>,
+) -> Result<bool, StateError> {
+    ensure_dir(&policies_dir(root))?;
+    let bytes = to_bytes(name, ps)?;
+    let h = hash(&bytes);
+    if let Some(known) = hashes.as_ref()
+        && known.get(name) == Some(&h)
+    {
+        return Ok(false);
+    }
+    write_atomic(&policy_path(root, name), &bytes)?;
+    if let Some(known) = hashes.as_mut() {
+        known.insert(name.to_owned(), h);
+    }
+    Ok(true)
+}
+
 fn remove(path: &Path) -> Result<(), StateError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),

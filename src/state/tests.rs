@@ -71,6 +71,24 @@ fn save_rewrites_only_the_policies_that_changed() {
 }
 
 #[test]
+fn save_policy_writes_one_policy_only_when_it_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sd = StateDir::new(dir.path());
+    let mut st = state(&[
+        ("a", policy("p.yaml", "127.0.0.1:8080")),
+        ("b", policy("p.yaml", "127.0.0.1:8081")),
+    ]);
+    sd.save(&st).unwrap();
+    assert!(!sd.save_policy("a", &st.policies["a"]).unwrap());
+    st.policies.get_mut("a").unwrap().status.current = 2;
+    assert!(sd.save_policy("a", &st.policies["a"]).unwrap());
+    assert!(!sd.save_policy("a", &st.policies["a"]).unwrap());
+    // `save` knows what `save_policy` wrote.
+    assert_eq!(sd.save_counted(&st).unwrap(), 0);
+    assert_eq!(json(&StateDir::new(dir.path()).load().unwrap()), json(&st));
+}
+
+#[test]
 fn save_removes_the_files_of_policies_gone_from_the_state() {
     let dir = tempfile::tempdir().unwrap();
     let pdir = dir.path().join(POLICIES_DIR);
