@@ -859,7 +859,11 @@ impl<R: Runtime, L: LoadBalancer> Operator<R, L> {
                 ),
             }
         }
-        self.state_dir.save(&state)?;
+        // Only this policy's file, and only when its bytes changed.
+        match state.policies.get(name) {
+            Some(ps) => self.state_dir.save_policy(name, ps).map(|_| ())?,
+            None => self.state_dir.save(&state)?,
+        }
         Ok(())
     }
 
