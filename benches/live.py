@@ -804,7 +804,7 @@ def bench_statewrite(args):
             "runs": runs,
             "before_over_after": {k: ratio(k) for k in ("write_bytes_per_s", "cpu_pct_of_core",
                                                         "pass_p99_ms", "write_syscalls_per_s")}}
-    save("statewrite", data)
+    save(f"statewrite-{n}x{r}", data)
     print(json.dumps({"before": {k: b[k] for k in ("write_bytes_per_s", "cpu_pct_of_core",
                                                   "pass_p50_ms", "pass_p99_ms", "passes_per_s")},
                       "after": {k: a[k] for k in ("write_bytes_per_s", "cpu_pct_of_core",
