@@ -5,7 +5,8 @@
     benches/live.py overhead   # daemon RSS/CPU idle with 10 replicas scraped every second, and while scaling
     benches/live.py noop       # `reconcile --once` with nothing to do vs `validate` (hyperfine)
     benches/live.py scale      # full and no-op pass vs number of policies and of replicas
-    benches/live.py all        # the four, in that order
+    benches/live.py statewrite # idle daemon, many policies: state bytes written/s, CPU, pass p99; before vs after
+    benches/live.py all        # the four above (not statewrite), in that order
 
 Every figure is reported next to a baseline measured in the same invocation. Results go to
 benches/results/<bench>.json (+ .svg plots). Each benchmark uses its own operator instance
@@ -15,7 +16,8 @@ BENCH_PORT_BASE), is bounded in time, and removes what it made on exit or Ctrl-C
 
 Needs: a release build (`cargo build --release --bin autoscaler`, done unless --no-build),
 the demo image (env BENCH_IMAGE, default autoscaler-demo:latest; scripts/build-image.sh),
-docker, nginx, hyperfine (noop, scale).
+docker, nginx, hyperfine (noop, scale). statewrite also needs the binary to compare with
+(--baseline-bin or env BENCH_BASELINE_BIN, e.g. a release build of an older commit).
 """
 
 import argparse
@@ -703,6 +705,113 @@ def bench_scale(args):
                      indent=2))
 
 
+# --------------------------------------------------------------------------- statewrite
+
+def proc_io(pid):
+    """/proc/<pid>/io as a dict of ints (write_bytes: bytes this process sent to storage)."""
+    with open(f"/proc/{pid}/io") as f:
+        return {k: int(v) for k, v in (line.split(":") for line in f)}
+
+
+def pass_histogram(api_port):
+    """Cumulative buckets {le: count} of autoscaler_reconcile_duration_seconds, summed over policies."""
+    url = f"http://127.0.0.1:{api_port}/metrics"
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=5) as r:
+        text = r.read().decode()
+    buckets = {}
+    for line in text.splitlines():
+        m = re.match(r'autoscaler_reconcile_duration_seconds_bucket\{.*le="([^"]+)".*\} (\S+)', line)
+        if m:
+            le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
+            buckets[le] = buckets.get(le, 0) + float(m.group(2))
+    return buckets
+
+
+def quantile(q, before, after):
+    """histogram_quantile over the bucket increase between two scrapes (linear within a bucket)."""
+    les = sorted(after)
+    inc = [after[le] - before.get(le, 0) for le in les]
+    total = inc[-1] if inc else 0
+    if total <= 0:
+        return None, 0
+    rank = q * total
+    prev_le, prev_c = 0.0, 0.0
+    for le, c in zip(les, inc):
+        if c >= rank:
+            if le == float("inf"):
+                return prev_le, int(total)
+            return prev_le + (le - prev_le) * (rank - prev_c) / max(c - prev_c, 1e-9), int(total)
+        prev_le, prev_c = le, c
+    return les[-1], int(total)
+
+
+def statewrite_run(label, binary, n, replicas, window):
+    """One idle daemon with `n` policies x `replicas`: what it writes, burns and how long a pass takes."""
+    global BIN
+    saved, BIN = BIN, binary
+    base, api = PORT_BASE + 300, PORT_BASE + 290  # n x 4 ports from base (n <= 50)
+    try:
+        with world(f"statewrite-{label}") as w:
+            docs = [policy_yaml(f"s{i:02d}", base + 4 * i, base + 4 * i + 1, base + 4 * i + 3,
+                                replicas, replicas, FAST) for i in range(n)]
+            policy = w.write_policy("policies.yaml", "---\n".join(docs))
+            pid = w.start_daemon(policy, api, interval="1s")
+            wait_for(lambda: all(w.upstream_servers(f"s{i:02d}") >= replicas for i in range(n)),
+                     f"{n} x {replicas} replicas behind nginx", 120 + 10 * n * replicas)
+            log(f"{label}: {n} x {replicas} ready; settling 10 s, then a {window} s idle window")
+            time.sleep(10)
+            io0, t0, c0, h0 = proc_io(pid), time.monotonic(), cpu_ticks(pid), pass_histogram(api)
+            time.sleep(window)
+            io1, t1, c1, h1 = proc_io(pid), time.monotonic(), cpu_ticks(pid), pass_histogram(api)
+            secs = t1 - t0
+            p99, passes = quantile(0.99, h0, h1)
+            p50, _ = quantile(0.50, h0, h1)
+            state_bytes = sum(os.path.getsize(os.path.join(d, f))
+                              for d, _, fs in os.walk(w.state) for f in fs
+                              if not os.path.relpath(d, w.state).startswith("nginx"))
+            return {
+                "binary": binary, "policies": n, "replicas_per_policy": replicas,
+                "window_s": round(secs, 2),
+                "write_bytes_per_s": round((io1["write_bytes"] - io0["write_bytes"]) / secs),
+                "cancelled_write_bytes_per_s": round(
+                    (io1["cancelled_write_bytes"] - io0["cancelled_write_bytes"]) / secs),
+                "write_syscalls_per_s": round((io1["syscw"] - io0["syscw"]) / secs, 1),
+                "cpu_pct_of_core": round(100 * (c1 - c0) / CLK_TCK / secs, 2),
+                "passes_per_s": round(passes / secs, 1),
+                "pass_p50_ms": round(1000 * p50, 2) if p50 is not None else None,
+                "pass_p99_ms": round(1000 * p99, 2) if p99 is not None else None,
+                "state_dir_bytes_excluding_nginx": state_bytes,
+            }
+    finally:
+        BIN = saved
+
+
+def bench_statewrite(args):
+    baseline = args.baseline_bin or os.environ.get("BENCH_BASELINE_BIN")
+    if not baseline or not os.access(baseline, os.X_OK):
+        sys.exit("live.py statewrite: give the binary to compare with: --baseline-bin PATH "
+                 "(e.g. a release build of the commit before the change)")
+    n, r, window = args.sw_policies, args.sw_replicas, args.window
+    runs = {"before": statewrite_run("before", baseline, n, r, window),
+            "after": statewrite_run("after", BIN, n, r, window)}
+    b, a = runs["before"], runs["after"]
+
+    def ratio(k):
+        return round(b[k] / a[k], 1) if a.get(k) and b.get(k) is not None else None
+
+    data = {"bench": "statewrite", "meta": meta(), "interval": "1s",
+            "goal": "idle state writes proportional to what changed, not policies x state size",
+            "runs": runs,
+            "before_over_after": {k: ratio(k) for k in ("write_bytes_per_s", "cpu_pct_of_core",
+                                                        "pass_p99_ms", "write_syscalls_per_s")}}
+    save(f"statewrite-{n}x{r}", data)
+    print(json.dumps({"before": {k: b[k] for k in ("write_bytes_per_s", "cpu_pct_of_core",
+                                                  "pass_p50_ms", "pass_p99_ms", "passes_per_s")},
+                      "after": {k: a[k] for k in ("write_bytes_per_s", "cpu_pct_of_core",
+                                                 "pass_p50_ms", "pass_p99_ms", "passes_per_s")},
+                      "before_over_after": data["before_over_after"]}, indent=2))
+
+
 # --------------------------------------------------------------------------- main
 
 def preflight(args, need_hyperfine):
@@ -721,7 +830,7 @@ def preflight(args, need_hyperfine):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("bench", choices=["reaction", "overhead", "noop", "scale", "all"])
+    ap.add_argument("bench", choices=["reaction", "overhead", "noop", "scale", "statewrite", "all"])
     ap.add_argument("--no-build", action="store_true", help="use target/release/autoscaler as is")
     ap.add_argument("--profile", default="5@5s,90@25s", help="reaction: load profile (step at 5 s)")
     ap.add_argument("--strategies", default="fast,threshold,legacy,hpa",
@@ -731,6 +840,9 @@ def main():
     ap.add_argument("--scale-runs", type=int, default=5, help="scale: hyperfine runs per no-op point")
     ap.add_argument("--policies", default="10,25,50", help="scale: policy counts (x 2 replicas)")
     ap.add_argument("--replicas", default="25,50,100", help="scale: replica counts of one policy")
+    ap.add_argument("--baseline-bin", help="statewrite: the binary to compare with (env BENCH_BASELINE_BIN)")
+    ap.add_argument("--sw-policies", type=int, default=50, help="statewrite: policies (at most 50)")
+    ap.add_argument("--sw-replicas", type=int, default=1, help="statewrite: replicas per policy (1 or 2)")
     ap.add_argument("--time-limit", type=int, default=1800, help="abort (and clean up) after this many seconds")
     args = ap.parse_args()
     args.policies = [int(x) for x in args.policies.split(",") if x]
@@ -738,6 +850,8 @@ def main():
     args.strategies = [x for x in args.strategies.split(",") if x]
     if not set(args.strategies) <= {"fast", "threshold", "legacy", "hpa"}:
         sys.exit("live.py: --strategies takes fast, threshold, legacy, hpa")
+    if not 1 <= args.sw_policies <= 50 or not 1 <= args.sw_replicas <= 2:
+        sys.exit("live.py: statewrite takes 1-50 policies of 1-2 replicas (the port block)")
     if max(args.policies, default=0) > 50 or max(args.replicas, default=0) > 400:
         sys.exit("live.py: at most 50 policies and 400 replicas fit the port block")
 
@@ -753,6 +867,7 @@ def main():
     benches = {"reaction": bench_reaction, "overhead": bench_overhead, "noop": bench_noop,
                "scale": bench_scale}
     todo = list(benches) if args.bench == "all" else [args.bench]
+    benches["statewrite"] = bench_statewrite
     for name in todo:
         log(f"== {name}")
         benches[name](args)

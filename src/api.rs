@@ -38,6 +38,27 @@ pub enum ApiError {
     /// The server failed.
     #[error("HTTP endpoint failed: {0}")]
     Serve(#[source] std::io::Error),
+    /// A non-loopback listen address without `--allow-remote-api`.
+    #[error(
+        "refusing to serve the endpoint on {addr}: it is not a loopback address, and /metrics, /status and /healthz have no authentication (anyone who reaches it reads policy names, replica addresses and events); listen on 127.0.0.1 or [::1], or pass --allow-remote-api and put a firewall or an authenticating proxy in front"
+    )]
+    RemoteListen {
+        /// The refused address.
+        addr: SocketAddr,
+    },
+}
+
+/// Refuses a listen address that is not loopback (`0.0.0.0`, `::`, a LAN address)
+/// unless `allow_remote` says the operator meant it.
+///
+/// # Errors
+/// [`ApiError::RemoteListen`] naming the address and why.
+pub fn check_listen(addr: SocketAddr, allow_remote: bool) -> Result<(), ApiError> {
+    if allow_remote || addr.ip().to_canonical().is_loopback() {
+        Ok(())
+    } else {
+        Err(ApiError::RemoteListen { addr })
+    }
 }
 
 /// Label set `{policy}`.
@@ -428,6 +449,31 @@ mod tests {
             text.contains("autoscaler_metric_target{policy=\"kept\""),
             "{text}"
         );
+    }
+
+    /// Item 16: only loopback is accepted without the flag.
+    #[test]
+    fn non_loopback_listen_is_refused_unless_allowed() {
+        let cases = [
+            ("127.0.0.1:9100", true),
+            ("127.0.0.2:9100", true),
+            ("[::1]:9100", true),
+            ("[::ffff:127.0.0.1]:9100", true),
+            ("0.0.0.0:9100", false),
+            ("[::]:9100", false),
+            ("192.168.1.10:9100", false),
+            ("[::ffff:10.0.0.1]:9100", false),
+        ];
+        for (addr, loopback) in cases {
+            let addr: SocketAddr = addr.parse().unwrap();
+            assert_eq!(check_listen(addr, false).is_ok(), loopback, "{addr}");
+            assert!(check_listen(addr, true).is_ok(), "{addr}");
+        }
+        let err = check_listen("0.0.0.0:9100".parse().unwrap(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--allow-remote-api"), "{err}");
+        assert!(err.contains("no authentication"), "{err}");
     }
 
     #[test]

@@ -31,12 +31,19 @@ pub struct HostArgs {
 /// How the operator reaches Docker and nginx, and where it keeps state.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OperatorArgs {
-    /// State directory (history, status, events, lock, managed nginx prefix, `nginx -t` scratch).
-    #[arg(long, env = "AUTOSCALER_STATE_DIR", default_value = ".autoscaler")]
+    /// State directory (history, status, events, lock, managed nginx prefix, `nginx -t`
+    /// scratch); default `/var/lib/autoscaler` for root, `$XDG_STATE_HOME/autoscaler` or
+    /// `~/.local/state/autoscaler` otherwise.
+    #[arg(long, env = "AUTOSCALER_STATE_DIR", default_value_os_t = crate::state::default_state_dir())]
     pub state_dir: PathBuf,
     /// Operator instance id, stored as a label: two instances never touch each other's containers.
     #[arg(long, env = "AUTOSCALER_INSTANCE", default_value = "default")]
     pub instance: String,
+    /// Directory of the per-instance lock files, which two operators of one instance meet
+    /// whatever their state directories [default: /run/lock/autoscaler for root,
+    /// $XDG_RUNTIME_DIR/autoscaler or /tmp/autoscaler-UID otherwise].
+    #[arg(long, env = "AUTOSCALER_LOCK_DIR")]
+    pub lock_dir: Option<PathBuf>,
     /// `managed`: run our own nginx master under the state dir; `external`: write a file and run a reload command.
     #[arg(long, value_enum, default_value = "managed")]
     pub nginx_mode: NginxMode,
@@ -112,9 +119,9 @@ impl LoadBalancer for AnyLb {
 pub type HostOperator = Operator<DockerRuntime, AnyLb>;
 
 impl OperatorArgs {
-    /// The state directory.
+    /// The state directory, whose lock also locks the instance.
     pub fn state(&self) -> StateDir {
-        StateDir::new(&self.state_dir)
+        StateDir::new(&self.state_dir).with_instance(&self.instance, self.lock_dir.clone())
     }
 
     /// Builds the load balancer these arguments describe.

@@ -29,10 +29,19 @@ pub struct Args {
     /// Address of the HTTP endpoint (`/metrics`, `/healthz`, `/status`); loopback by default.
     #[arg(long, default_value = "127.0.0.1:9100")]
     pub listen: SocketAddr,
+    /// Allow `--listen` on a non-loopback address: the endpoint has no authentication and
+    /// shows policy names, replica addresses and events to whoever reaches it.
+    #[arg(long)]
+    pub allow_remote_api: bool,
 }
 
 /// Runs until SIGINT/SIGTERM (graceful), a second signal exits at once.
 pub fn run(args: Args) -> ExitCode {
+    // Before anything is loaded or touched: a refused address changes nothing.
+    if let Err(e) = api::check_listen(args.listen, args.allow_remote_api) {
+        eprintln!("autoscaler run: {e}");
+        return ExitCode::from(super::EXIT_INVALID);
+    }
     let initial = match common::load_policies(&args.policies) {
         Ok(p) => p,
         Err(code) => return code,

@@ -11,8 +11,8 @@ use crate::state::{Event, State, StateDir};
 /// Arguments of `autoscaler status`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// State directory of the operator to show.
-    #[arg(long, env = "AUTOSCALER_STATE_DIR", default_value = ".autoscaler")]
+    /// State directory of the operator to show (default as for `run`).
+    #[arg(long, env = "AUTOSCALER_STATE_DIR", default_value_os_t = crate::state::default_state_dir())]
     pub state_dir: std::path::PathBuf,
     /// Print JSON (state and recent events) instead of a table.
     #[arg(long)]
@@ -46,16 +46,27 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn render(dir: &StateDir, json: bool) -> Result<String, crate::state::StateError> {
-    let state = dir.load()?;
+    // Read-only: files that do not parse are skipped here and set aside by the lock holder.
+    let report = dir.load_checked()?;
+    let state = report.state;
+    let unreadable: Vec<String> = report.resets.iter().map(|r| r.message()).collect();
     let events = dir.recent_events(200)?;
     if json {
-        let value = serde_json::json!({ "policies": state.policies, "events": events });
+        let value = serde_json::json!({
+            "policies": state.policies,
+            "events": events,
+            "unreadable": unreadable,
+        });
         return Ok(format!(
             "{}\n",
             serde_json::to_string_pretty(&value).unwrap_or_default()
         ));
     }
-    Ok(table(&state, &events))
+    let mut text = table(&state, &events);
+    for line in unreadable {
+        text.push_str(&format!("warning: {line}\n"));
+    }
+    Ok(text)
 }
 
 /// The status table (also used by the quickstart script).

@@ -362,7 +362,8 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
             report.error.as_ref(),
             self.events.now_ms(),
         );
-        self.state_dir.save(&state)?;
+        // Only this policy's file, and only when its bytes changed.
+        self.state_dir.save_policy(name, ps)?;
         drop(state);
         if let Some((kind, message)) = event {
             self.events.record(name, kind, message);

@@ -1,0 +1,190 @@
+//! What the operator remembers: per-policy state, its status, and the event record.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Algorithm;
+use crate::scaling::History;
+
+/// Everything the operator remembers between passes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    /// Per policy, by name.
+    #[serde(default)]
+    pub policies: BTreeMap<String, PolicyState>,
+}
+
+/// What is remembered of one policy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyState {
+    /// File the policy was last loaded from: a policy missing from a valid file it came
+    /// from is pruned; policies of files not given in this run are left alone.
+    pub source_file: PathBuf,
+    /// How its upstream renders, so a run that did not load it keeps its nginx block.
+    pub upstream: UpstreamSettings,
+    /// Scaling recommendations and events (stabilization windows, rate policies).
+    #[serde(default)]
+    pub history: History,
+    /// Last counter sample per replica container id (rates across cron runs).
+    #[serde(default)]
+    pub samples: BTreeMap<String, CounterSample>,
+    /// Last observed status.
+    #[serde(default)]
+    pub status: PolicyStatus,
+    /// When this policy's history was lost (its state file could not be read and was set
+    /// aside), ms since epoch: until a full stabilization window has passed since, the
+    /// history is missing data, and nothing may scale down on its account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_reset_ms: Option<u64>,
+}
+
+/// What renders a policy's nginx server block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamSettings {
+    /// `IP:PORT`.
+    pub listen: String,
+    /// Balancing algorithm.
+    pub algorithm: Algorithm,
+    /// Upstream keep-alive connections.
+    pub keepalive: u32,
+    /// Host IP replicas publish on.
+    pub host_ip: String,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            algorithm: Algorithm::default(),
+            keepalive: 32,
+            host_ip: "127.0.0.1".to_owned(),
+        }
+    }
+}
+
+/// One scrape of a replica's counter.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CounterSample {
+    /// Milliseconds since the epoch.
+    pub at_ms: u64,
+    /// Counter value.
+    pub value: f64,
+}
+
+/// Status of one policy, as `status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    /// Replicas the last decision asked for.
+    pub desired: u32,
+    /// Replicas running.
+    pub current: u32,
+    /// Replicas ready and in the upstream.
+    pub ready: u32,
+    /// Each metric's value against its target.
+    #[serde(default)]
+    pub metrics: Vec<MetricValue>,
+    /// HPA-style conditions.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Last scale change, ms since epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_ms: Option<u64>,
+    /// Why the last scale change happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_reason: Option<String>,
+    /// End of the last pass, ms since epoch.
+    #[serde(default)]
+    pub last_reconcile_ms: u64,
+    /// The last decision's reason.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A metric's value next to its target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricValue {
+    /// Display name, e.g. `requestRate(http_requests_total)`.
+    pub name: String,
+    /// Per-replica value, when known.
+    pub value: Option<f64>,
+    /// Target per replica.
+    pub target: f64,
+}
+
+/// An HPA-style condition (`AbleToScale`, `ScalingActive`, `ScalingLimited`, `PolicyValid`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// True or false.
+    pub status: bool,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Sentence for people.
+    pub message: String,
+    /// When `status` last changed, ms since epoch.
+    pub last_transition_ms: u64,
+}
+
+impl PolicyStatus {
+    /// Sets a condition, keeping its transition time when the status did not change.
+    pub fn set_condition(
+        &mut self,
+        kind: &str,
+        status: bool,
+        reason: &str,
+        message: &str,
+        now_ms: u64,
+    ) {
+        let entry = Condition {
+            kind: kind.to_owned(),
+            status,
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+            last_transition_ms: now_ms,
+        };
+        match self.conditions.iter_mut().find(|c| c.kind == kind) {
+            Some(existing) => {
+                let since = if existing.status == status {
+                    existing.last_transition_ms
+                } else {
+                    now_ms
+                };
+                *existing = Condition {
+                    last_transition_ms: since,
+                    ..entry
+                };
+            }
+            None => self.conditions.push(entry),
+        }
+    }
+
+    /// The condition of this type, if set.
+    pub fn condition(&self, kind: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.kind == kind)
+    }
+}
+
+/// One line of `events.jsonl`, e.g. `ScaledUp 2→5: 23.1 req/s per replica > 10`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Milliseconds since the epoch.
+    pub at_ms: u64,
+    /// Policy name.
+    pub policy: String,
+    /// `ScaledUp`, `ScaledDown`, `ReplicaCreated`, `ReplicaRemoved`, `Reloaded`, `PolicyInvalid`, `StepFailed`, ...
+    pub kind: String,
+    /// Sentence for people.
+    pub message: String,
+}
