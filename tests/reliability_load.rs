@@ -183,8 +183,16 @@ fn twenty_policy_edits_in_ten_seconds_coalesce_reloads_and_fail_no_request() {
     let problems = convergence_problems(&env, &o.name, o.min as usize, None, o.range);
     assert!(problems.is_empty(), "{problems:#?}");
     assert!(reloads >= 1.0, "the edits reached nginx");
-    // 20 config edits plus 4 count changes (each one upstream change) at most.
-    assert!(reloads <= 30.0, "reloads not coalesced: {reloads}");
+    // Only a change of the rendered bytes reloads: each edit changes the algorithm (one
+    // reload), and each of the 4 count changes may add one more (the new or removed
+    // server after the settings). 24 is therefore the most; a daemon that reloaded on
+    // every pass (each edit, each check pass after a change, each 500 ms tick) or on
+    // every trigger goes far above it.
+    const MOST_RELOADS: f64 = 20.0 + 4.0;
+    assert!(
+        reloads <= MOST_RELOADS,
+        "reloads not coalesced: {reloads} > {MOST_RELOADS}"
+    );
     assert_no_failure(&env, "reload storm", &report);
 }
 
@@ -210,10 +218,17 @@ fn sigkill_of_the_daemon_mid_scale_is_not_seen_by_clients_and_a_restart_converge
     env.write_policy(&o);
     // Mid-scale: some new containers exist, the upstream does not hold them all yet.
     let mid = time_until(Duration::from_secs(15), || owned(&env).len() >= 3);
-    let containers_at_kill = owned(&env).len();
-    let upstream_at_kill = env.upstream_ports(&o.name).len();
     first.kill9();
     assert!(mid.is_some(), "scale-up started: {}", first.log_text());
+    // Read after the kill: nothing changes the upstream any more, so this is what the
+    // daemon left at the moment it died.
+    let containers_at_kill = owned(&env).len();
+    let upstream_at_kill = env.upstream_ports(&o.name).len();
+    assert!(
+        upstream_at_kill < 6,
+        "the kill came after the scale-up was done ({upstream_at_kill} servers in the upstream, {containers_at_kill} containers): {}",
+        first.log_text()
+    );
     let second = env.spawn_daemon(22391, &[]);
     let converged = time_until(Duration::from_secs(30), || {
         upstream_ready(&env, &o.name, 6) && owned(&env).len() == 6
