@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reliability_support::{
-    convergence_problems, healthz, owned, print_scenario, spawn_daemon_with, time_until,
-    upstream_ready, wait_lb_serving,
+    assert_transition, convergence_problems, healthz, owned, print_scenario, spawn_daemon_with,
+    time_until, upstream_ready, wait_lb_serving,
 };
 use support::{Env, assert_exit, spawn_load, wait_each_served};
 
@@ -177,11 +177,13 @@ fn engine_unreachable_at_start_and_mid_run_keeps_the_daemon_up_and_it_recovers_w
     let before = owned(&env);
     let upstream_before = env.upstream_ports(&o.name);
     let url = format!("http://{}/", env.lb_addr());
+    let load_started = Instant::now();
     let load = spawn_load(&env, &url, &["--rps", "200", "--duration", "10s"]);
     assert!(
         wait_each_served(&upstream_before, 20.0, Duration::from_secs(5)),
         "load reaches the replicas"
     );
+    let outage = Instant::now();
     relay.set_up(false);
     let noticed = time_until(Duration::from_secs(10), || healthz(daemon.api) == 503);
     assert!(
@@ -251,6 +253,13 @@ fn engine_unreachable_at_start_and_mid_run_keeps_the_daemon_up_and_it_recovers_w
     let _ = started;
     print_scenario("docker engine outage mid-run", &report, recovered);
     assert_eq!(report["failed"], 0, "{report}");
+    assert_transition(
+        "docker engine outage mid-run",
+        &report,
+        load_started,
+        outage,
+        started + recovered,
+    );
 }
 
 #[test]

@@ -8,8 +8,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use reliability_support::{
-    UpstreamSampler, convergence_problems, daemon_metric, owned, print_scenario, time_until,
-    upstream_ready, wait_lb_serving,
+    UpstreamSampler, assert_transition, convergence_problems, daemon_metric, owned, print_scenario,
+    time_until, upstream_ready, wait_lb_serving,
 };
 use support::{Env, assert_exit, spawn_load};
 
@@ -55,6 +55,7 @@ fn scale_1_to_10_to_1_under_load_fails_no_request() {
     let mut o = steady_opts(&env, 1);
     env.write_policy(&o);
     assert_exit(&env.reconcile(), 0, "initial pass");
+    let load_started = Instant::now();
     let load = spawn_load(&env, &url(&env), &["--rps", RPS, "--duration", "14s"]);
     std::thread::sleep(Duration::from_millis(1000));
 
@@ -63,6 +64,7 @@ fn scale_1_to_10_to_1_under_load_fails_no_request() {
     env.write_policy(&o);
     assert_exit(&env.reconcile(), 0, "scale to 10");
     let up = started.elapsed();
+    let up_window = (started, Instant::now());
     assert!(upstream_ready(&env, &o.name, 10), "{:?}", owned(&env));
     std::thread::sleep(Duration::from_millis(1000));
 
@@ -71,6 +73,7 @@ fn scale_1_to_10_to_1_under_load_fails_no_request() {
     env.write_policy(&o);
     assert_exit(&env.reconcile(), 0, "scale to 1");
     let down = started.elapsed();
+    let down_window = (started, Instant::now());
     let problems = convergence_problems(&env, &o.name, 1, None, o.range);
     assert!(problems.is_empty(), "{problems:#?}");
 
@@ -82,6 +85,20 @@ fn scale_1_to_10_to_1_under_load_fails_no_request() {
     );
     print_scenario("scale 1→10→1", &report, up + down);
     assert_no_failure(&env, "scale 1→10→1", &report);
+    assert_transition(
+        "scale 1→10",
+        &report,
+        load_started,
+        up_window.0,
+        up_window.1,
+    );
+    assert_transition(
+        "scale 10→1",
+        &report,
+        load_started,
+        down_window.0,
+        down_window.1,
+    );
 }
 
 #[test]
@@ -93,6 +110,7 @@ fn rolling_update_under_load_never_drops_below_the_ready_count_and_fails_no_requ
     env.write_policy(&o);
     assert_exit(&env.reconcile(), 0, "initial pass");
     let before: Vec<String> = owned(&env).into_iter().map(|c| c.hash).collect();
+    let load_started = Instant::now();
     let load = spawn_load(&env, &url(&env), &["--rps", RPS, "--duration", "12s"]);
     std::thread::sleep(Duration::from_millis(1000));
 
@@ -125,6 +143,13 @@ fn rolling_update_under_load_never_drops_below_the_ready_count_and_fails_no_requ
         "ready upstream servers dropped to {min_ready}"
     );
     assert_no_failure(&env, "rolling update", &report);
+    assert_transition(
+        "rolling update",
+        &report,
+        load_started,
+        started,
+        started + took,
+    );
 }
 
 #[test]
@@ -142,6 +167,7 @@ fn twenty_policy_edits_in_ten_seconds_coalesce_reloads_and_fail_no_request() {
     );
     assert!(wait_lb_serving(&env), "nginx serves the replicas");
     let reloads_before = daemon_metric(daemon.api, "autoscaler_nginx_reloads").unwrap_or(0.0);
+    let load_started = Instant::now();
     let load = spawn_load(&env, &url(&env), &["--rps", RPS, "--duration", "14s"]);
     std::thread::sleep(Duration::from_millis(1000));
 
@@ -194,6 +220,13 @@ fn twenty_policy_edits_in_ten_seconds_coalesce_reloads_and_fail_no_request() {
         "reloads not coalesced: {reloads} > {MOST_RELOADS}"
     );
     assert_no_failure(&env, "reload storm", &report);
+    assert_transition(
+        "reload storm",
+        &report,
+        load_started,
+        started,
+        started + edit_secs + converged,
+    );
 }
 
 #[test]
@@ -210,6 +243,7 @@ fn sigkill_of_the_daemon_mid_scale_is_not_seen_by_clients_and_a_restart_converge
         first.log_text()
     );
     assert!(wait_lb_serving(&env), "nginx serves the replica");
+    let load_started = Instant::now();
     let load = spawn_load(&env, &url(&env), &["--rps", RPS, "--duration", "16s"]);
     std::thread::sleep(Duration::from_millis(1000));
 
@@ -244,6 +278,13 @@ fn sigkill_of_the_daemon_mid_scale_is_not_seen_by_clients_and_a_restart_converge
     );
     print_scenario("SIGKILL daemon mid-scale 1→6 + restart", &report, total);
     assert_no_failure(&env, "SIGKILL of the daemon", &report);
+    assert_transition(
+        "SIGKILL of the daemon",
+        &report,
+        load_started,
+        started,
+        started + total,
+    );
 }
 
 #[test]
@@ -260,6 +301,7 @@ fn docker_kill_of_one_replica_is_replaced_and_clients_see_no_failure() {
         daemon.log_text()
     );
     assert!(wait_lb_serving(&env), "nginx serves the replicas");
+    let load_started = Instant::now();
     let load = spawn_load(&env, &url(&env), &["--rps", RPS, "--duration", "10s"]);
     std::thread::sleep(Duration::from_millis(2000));
     let victim = owned(&env)[0].clone();
@@ -290,4 +332,11 @@ fn docker_kill_of_one_replica_is_replaced_and_clients_see_no_failure() {
     let problems = convergence_problems(&env, &o.name, 3, None, o.range);
     assert!(problems.is_empty(), "{problems:#?}");
     assert_no_failure(&env, "docker kill", &report);
+    assert_transition(
+        "docker kill",
+        &report,
+        load_started,
+        started,
+        started + replaced,
+    );
 }

@@ -9,13 +9,16 @@
 //! ```
 //!
 //! Each worker runs one reconcile at a time for its policy; triggers that arrive while
-//! it runs collapse into one (a `Notify` holds at most one permit). Errors requeue with
+//! it runs collapse into one (a [`Wake`] holds at most one permit) and the pass records
+//! which trigger started it (`autoscaler_reconcile_triggers_total{policy,trigger}`). Errors requeue with
 //! capped exponential backoff and jitter; success resets it. On shutdown workers stop
 //! after the step in flight and the data plane (containers, nginx) keeps serving.
 
 pub mod backoff;
 pub mod watcher;
 mod worker;
+
+pub use worker::{Trigger, Wake};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -24,7 +27,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -75,7 +78,7 @@ pub async fn run<R, L>(
     L: LoadBalancer + 'static,
 {
     let (set_tx, set_rx) = watch::channel(to_set(initial));
-    let mut workers: BTreeMap<String, Arc<Notify>> = BTreeMap::new();
+    let mut workers: BTreeMap<String, Arc<Wake>> = BTreeMap::new();
     let mut tasks = JoinSet::new();
 
     // Prepare the upstream table with every policy and start nginx.
@@ -106,24 +109,24 @@ pub async fn run<R, L>(
         );
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = resync.tick() => workers.values().for_each(|n| n.notify_one()),
+            _ = resync.tick() => workers.values().for_each(|w| w.wake(Trigger::Resync)),
             Some(()) = change_rx.recv() => {
                 if !reload(&op, &load, &set_tx, &telemetry).await {
                     continue;
                 }
                 // Removed policies: their workers see it and tear down; forget their notifiers.
                 let present: BTreeSet<String> = set_rx.borrow().policies.keys().cloned().collect();
-                for (name, notify) in &workers {
+                for (name, wake) in &workers {
                     if !present.contains(name) {
-                        notify.notify_one();
+                        wake.wake(Trigger::PolicyChange);
                     }
                 }
                 workers.retain(|name, _| present.contains(name));
-                workers.values().for_each(|n| n.notify_one());
+                workers.values().for_each(|w| w.wake(Trigger::PolicyChange));
             }
             Some(event) = event_rx.recv() => match event {
-                Some(policy) => if let Some(n) = workers.get(&policy) { n.notify_one() },
-                None => workers.values().for_each(|n| n.notify_one()),
+                Some(policy) => if let Some(w) = workers.get(&policy) { w.wake(Trigger::DockerEvent) },
+                None => workers.values().for_each(|w| w.wake(Trigger::Resync)),
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
@@ -189,7 +192,7 @@ fn spawn_missing_workers<R, L>(
     set_rx: &watch::Receiver<PolicySet>,
     telemetry: &Arc<Telemetry>,
     shutdown: &CancellationToken,
-    workers: &mut BTreeMap<String, Arc<Notify>>,
+    workers: &mut BTreeMap<String, Arc<Wake>>,
     tasks: &mut JoinSet<()>,
 ) where
     R: Runtime + 'static,
@@ -200,13 +203,13 @@ fn spawn_missing_workers<R, L>(
         if workers.contains_key(&name) {
             continue;
         }
-        let notify = Arc::new(Notify::new());
-        workers.insert(name.clone(), notify.clone());
+        let wake = Arc::new(Wake::default());
+        workers.insert(name.clone(), wake.clone());
         tasks.spawn(worker::run(worker::WorkerContext {
             op: op.clone(),
             name,
             interval: config.interval,
-            notify,
+            wake,
             policies: set_rx.clone(),
             telemetry: telemetry.clone(),
             shutdown: shutdown.clone(),

@@ -530,12 +530,9 @@ pub fn spawn_load(
     url: &str,
     load_args: &[&str],
 ) -> std::thread::JoinHandle<serde_json::Value> {
+    // The CLI's default per-request timeout (2 s) applies: a stall longer than that is a
+    // failed request, as a real client would see it.
     let mut cmd = env.command(&["load", "--url", url, "--json"]);
-    // The contract is "no dropped request"; on a loaded 2-core CI machine a debug build
-    // can answer slowly, so a slow answer must not count as a failure (unless a test says so).
-    if !load_args.contains(&"--timeout") {
-        cmd.args(["--timeout", "10s"]);
-    }
     cmd.args(load_args);
     std::thread::spawn(move || {
         let out = cmd.output().expect("run load");
