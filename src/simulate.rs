@@ -267,7 +267,7 @@ pub fn simulate_every(
             per_ready,
             under_provisioned: under,
         });
-        if s % period_s != 0 {
+        if !s.is_multiple_of(period_s) {
             continue;
         }
 
@@ -395,7 +395,7 @@ pub fn original_tool_baseline(policy: &ScalingPolicy, trace: &Trace, model: &Mod
             per_ready,
             under_provisioned: under,
         });
-        if s % ORIGINAL_LOOP_S == 0 {
+        if s.is_multiple_of(ORIGINAL_LOOP_S) {
             // Decide on the readings of the previous scrape (taken one loop ago)…
             let count = pods.len() as u32;
             if !readings.is_empty() && readings.len() == pods.len() {
