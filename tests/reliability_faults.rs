@@ -246,7 +246,8 @@ fn engine_unreachable_at_start_and_mid_run_keeps_the_daemon_up_and_it_recovers_w
     let problems = convergence_problems(&env, &o.name, 3, None, o.range);
     assert!(problems.is_empty(), "{problems:#?}");
     eprintln!(
-        "engine outage: {retries_at_start} connect attempts in 3 s at start; recovered {:.2} s after the engine came back; mid-run outage noticed in {:.2} s",
+        "engine outage: {retries_at_start} connect attempts {:.2} s after start (backoff); recovered {:.2} s after the engine came back; mid-run outage noticed in {:.2} s",
+        retried.as_secs_f64(),
         recovered_start.as_secs_f64(),
         noticed.unwrap().as_secs_f64()
     );
