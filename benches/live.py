@@ -766,6 +766,7 @@ def hyperfine(w, commands, runs, warmup, name):
 
 def summarize(r):
     return {"command": r["command"], "median_ms": round(r["median"] * 1000, 2),
+            "min_ms": round(r["min"] * 1000, 2), "max_ms": round(r["max"] * 1000, 2),
             "mean_ms": round(r["mean"] * 1000, 2), "stddev_ms": round(r["stddev"] * 1000, 2),
             "min_ms": round(r["min"] * 1000, 2), "max_ms": round(r["max"] * 1000, 2),
             "runs": len(r["times"])}
