@@ -10,9 +10,10 @@
 //!
 //! Each worker runs one reconcile at a time for its policy; triggers that arrive while
 //! it runs collapse into one (a [`Wake`] holds at most one permit) and the pass records
-//! which trigger started it (`autoscaler_reconcile_triggers_total{policy,trigger}`). Errors requeue with
-//! capped exponential backoff and jitter; success resets it. On shutdown workers stop
-//! after the step in flight and the data plane (containers, nginx) keeps serving.
+//! which trigger started it (`autoscaler_reconcile_triggers_total{policy,trigger}`).
+//! Errors requeue with capped exponential backoff and jitter; success resets it. On
+//! shutdown workers stop after the step in flight and the data plane (containers,
+//! nginx) keeps serving.
 
 pub mod backoff;
 pub mod watcher;
