@@ -102,6 +102,16 @@ pub struct DirectionLabels {
     pub direction: String,
 }
 
+/// Label set `{policy, trigger}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    /// Policy name.
+    pub policy: String,
+    /// What started the pass: `start`, `tick`, `follow_up`, `retry`, `docker_event`,
+    /// `resync` or `policy_change`.
+    pub trigger: String,
+}
+
 /// The operator's own metrics and the latest status, shared by the controller and the endpoint.
 pub struct Telemetry {
     registry: Registry,
@@ -117,6 +127,8 @@ pub struct Telemetry {
     pub metric_target: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Reconcile passes by result.
     pub reconciles: Family<ResultLabels, Counter>,
+    /// Reconcile passes by the trigger that started them.
+    pub reconcile_triggers: Family<TriggerLabels, Counter>,
     /// Reconcile pass duration.
     pub reconcile_duration: Family<PolicyLabels, Histogram>,
     /// Errors by kind.
@@ -149,6 +161,7 @@ impl Telemetry {
         let metric_value = Family::default();
         let metric_target = Family::default();
         let reconciles = Family::<ResultLabels, Counter>::default();
+        let reconcile_triggers = Family::<TriggerLabels, Counter>::default();
         let reconcile_duration = Family::<PolicyLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -189,6 +202,12 @@ impl Telemetry {
             "Reconcile passes by result",
             reconciles.clone(),
         );
+        // prometheus-client appends `_total`: `autoscaler_reconcile_triggers_total`.
+        registry.register(
+            "reconcile_triggers",
+            "Reconcile passes by the trigger that started them",
+            reconcile_triggers.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
             "Duration of one reconcile pass",
@@ -213,6 +232,7 @@ impl Telemetry {
             metric_value,
             metric_target,
             reconciles,
+            reconcile_triggers,
             reconcile_duration,
             errors,
             reloads,

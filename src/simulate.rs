@@ -1,7 +1,10 @@
 //! What-if simulator: replays a per-second request-rate trace through [`crate::scaling::decide`].
 //!
 //! Pure: the trace arrives as text, the result is data. One evaluation per second, like a
-//! daemon scraping every second. The model:
+//! daemon scraping every second ([`simulate_every`] evaluates every N seconds instead).
+//! Two baselines are built in: HPA defaults at HPA's 15 s sync period
+//! ([`hpa_defaults_baseline`]) and a faithful model of the original tool's 2 s loop
+//! ([`original_tool_baseline`]). The model:
 //!
 //! ```text
 //!  second s:  replicas started ≥ delay ago are ready
@@ -197,6 +200,27 @@ pub fn simulate(
     trace: &Trace,
     model: &Model,
 ) -> Result<Run, SimulateError> {
+    simulate_every(policy, trace, model, 1)
+}
+
+/// HPA's default `--horizontal-pod-autoscaler-sync-period`.
+pub const HPA_SYNC_PERIOD_S: u64 = 15;
+
+/// The original tool's loop period.
+pub const ORIGINAL_LOOP_S: u64 = 2;
+
+/// Like [`simulate`], with one evaluation every `period_s` seconds (seconds 0, N, 2N, …),
+/// as a controller with that sync period.
+///
+/// # Errors
+/// [`SimulateError::NoMetrics`] when the policy has nothing to feed the load to.
+pub fn simulate_every(
+    policy: &ScalingPolicy,
+    trace: &Trace,
+    model: &Model,
+    period_s: u64,
+) -> Result<Run, SimulateError> {
+    let period_s = period_s.max(1);
     let spec = &policy.spec;
     let Some(first) = spec.metrics.first() else {
         return Err(SimulateError::NoMetrics {
@@ -243,6 +267,9 @@ pub fn simulate(
             per_ready,
             under_provisioned: under,
         });
+        if !s.is_multiple_of(period_s) {
+            continue;
+        }
 
         let metrics: Vec<MetricInput> = spec
             .metrics
@@ -290,6 +317,146 @@ pub fn simulate(
         seconds,
         events,
     })
+}
+
+/// `policy` with HPA's default behaviour (no `behavior`), decided every
+/// [`HPA_SYNC_PERIOD_S`] seconds, named `hpa-defaults-15s`.
+///
+/// # Errors
+/// [`SimulateError::NoMetrics`] when the policy has nothing to feed the load to.
+pub fn hpa_defaults_baseline(
+    policy: &ScalingPolicy,
+    trace: &Trace,
+    model: &Model,
+) -> Result<Run, SimulateError> {
+    let mut hpa = policy.clone();
+    hpa.metadata.name = format!("hpa-defaults-{HPA_SYNC_PERIOD_S}s");
+    hpa.spec.behavior = crate::policy::types::Behavior::default();
+    simulate_every(&hpa, trace, model, HPA_SYNC_PERIOD_S)
+}
+
+/// The original tool on `trace`, with `policy`'s replica bounds and the tool's fixed
+/// 10 / 5 req/s thresholds ([`crate::policy::types::Threshold::default`]), named
+/// `original-2s-loop`.
+///
+/// Its loop, as it ran: scrape every replica's request counter, sleep
+/// [`ORIGINAL_LOOP_S`], then decide on that (now 2 s old) data: +1 replica when every
+/// reading is above the upper rate, −1 when every reading is below the lower one. A
+/// reading is the counter's increase since the previous scrape of that replica; a
+/// replica's first scrape (or one while it is still starting) reads 0, which holds the
+/// next scale-up for a loop. A new replica is put behind nginx at once, without a
+/// readiness check: until it serves, the ready replicas carry the whole load (nginx
+/// passes on the refused connections), so `ready` counts only serving replicas.
+pub fn original_tool_baseline(policy: &ScalingPolicy, trace: &Trace, model: &Model) -> Run {
+    let bounds = crate::policy::types::Threshold::default();
+    let (min, max) = (policy.spec.replicas.min.max(1), policy.spec.replicas.max);
+    let target = policy
+        .spec
+        .metrics
+        .first()
+        .map_or(bounds.upper_per_replica, MetricSpec::target_per_replica);
+    let name = "original-2s-loop".to_owned();
+    // Per replica: (serving from ms, requests served so far, counter at the last scrape).
+    let mut pods: Vec<(u64, f64, Option<f64>)> = vec![(model.start_ms, 0.0, None); min as usize];
+    let mut readings: Vec<f64> = Vec::new();
+    let mut seconds = Vec::with_capacity(trace.rps.len());
+    let mut events = Vec::new();
+    let mut streak = 0u64;
+    let mut summary = Summary {
+        policy: name,
+        seconds: trace.rps.len() as u64,
+        replica_seconds: 0,
+        under_provisioned_seconds: 0,
+        longest_under_provisioned: 0,
+        scale_events: 0,
+        peak: 0,
+    };
+    for (s, &rps) in trace.rps.iter().enumerate() {
+        let s = s as u64;
+        let now_ms = model.start_ms + s * 1000;
+        let current = u32::try_from(pods.len()).unwrap_or(u32::MAX);
+        let ready = pods.iter().filter(|p| p.0 <= now_ms).count();
+        let per_ready = (ready > 0).then(|| rps / ready as f64);
+        let under = per_ready.map_or(rps > 0.0, |load| load > target);
+        if under {
+            streak += 1;
+            summary.under_provisioned_seconds += 1;
+            summary.longest_under_provisioned = summary.longest_under_provisioned.max(streak);
+        } else {
+            streak = 0;
+        }
+        summary.replica_seconds += u64::from(current);
+        summary.peak = summary.peak.max(current);
+        seconds.push(Second {
+            second: s,
+            rps,
+            replicas: current,
+            ready: u32::try_from(ready).unwrap_or(u32::MAX),
+            per_ready,
+            under_provisioned: under,
+        });
+        if s.is_multiple_of(ORIGINAL_LOOP_S) {
+            // Decide on the readings of the previous scrape (taken one loop ago)…
+            let count = pods.len() as u32;
+            if !readings.is_empty() && readings.len() == pods.len() {
+                let to = if readings.iter().all(|&r| r > bounds.upper_per_replica) && count < max {
+                    count + 1
+                } else if readings.iter().all(|&r| r < bounds.lower_per_replica) && count > min {
+                    count - 1
+                } else {
+                    count
+                };
+                if to != count {
+                    summary.scale_events += 1;
+                    events.push(Event {
+                        second: s,
+                        from: count,
+                        to,
+                        reason: format!(
+                            "every reading {} {} req/s: {:?}",
+                            if to > count { "above" } else { "below" },
+                            if to > count {
+                                bounds.upper_per_replica
+                            } else {
+                                bounds.lower_per_replica
+                            },
+                            readings
+                        ),
+                    });
+                    if to > count {
+                        pods.push((now_ms + model.startup_delay_ms.max(1000), 0.0, None));
+                    } else {
+                        pods.pop();
+                    }
+                }
+            }
+            // …then scrape every replica again: the increase since its last scrape, per
+            // second; 0 on a replica's first scrape or while it is not serving.
+            readings = pods
+                .iter_mut()
+                .map(|p| {
+                    let serving = p.0 <= now_ms;
+                    let reading = match (serving, p.2) {
+                        (true, Some(last)) => (p.1 - last) / ORIGINAL_LOOP_S as f64,
+                        _ => 0.0,
+                    };
+                    p.2 = serving.then_some(p.1);
+                    reading
+                })
+                .collect();
+        }
+        // This second's load, served by the replicas that serve.
+        if let Some(each) = per_ready {
+            for p in pods.iter_mut().filter(|p| p.0 <= now_ms) {
+                p.1 += each;
+            }
+        }
+    }
+    Run {
+        summary,
+        seconds,
+        events,
+    }
 }
 
 /// Draws load (as replicas needed at `target`) and every run's ready replicas over time
@@ -512,6 +679,52 @@ mod tests {
         // Each run: its series and its legend mark, drawn 2 px wide in its own colour.
         let wide = svg.matches(r#"stroke-width="2""#).count();
         assert_eq!(wide, 2 * runs.len(), "{svg}");
+    }
+
+    #[test]
+    fn hpa_baseline_decides_only_on_its_15_second_sync() {
+        let tuned = policy("tuned", tuned());
+        let run = hpa_defaults_baseline(&tuned, &step(), &Model::default()).unwrap();
+        assert_eq!(run.summary.policy, "hpa-defaults-15s");
+        assert!(!run.events.is_empty());
+        assert!(
+            run.events.iter().all(|e| e.second % HPA_SYNC_PERIOD_S == 0),
+            "{:?}",
+            run.events
+        );
+        // s15: 1 → 5 (+4 Pods), s30: 5 → 9; ready 2 s later. At a 1 s sync: s27.
+        assert_eq!(time_to_ready(&run, 9), Some(32), "{:?}", run.events);
+    }
+
+    #[test]
+    fn original_tool_adds_one_replica_per_two_loops_and_reads_zero_first() {
+        let run = original_tool_baseline(&policy("x", tuned()), &step(), &Model::default());
+        assert_eq!(run.summary.policy, "original-2s-loop");
+        assert!(
+            run.events.iter().all(|e| e.to == e.from + 1),
+            "{:?}",
+            run.events
+        );
+        // +1 per decision, and every new replica holds the next scale-up for a loop (its
+        // first scrape reads 0), so additions are at least two loops apart.
+        let gaps: Vec<u64> = run
+            .events
+            .windows(2)
+            .map(|w| w[1].second - w[0].second)
+            .collect();
+        assert!(gaps.iter().all(|&g| g >= 2 * ORIGINAL_LOOP_S), "{gaps:?}");
+        let nine = time_to_ready(&run, 9).unwrap();
+        let hpa = time_to_ready(
+            &simulate(
+                &policy("hpa", Behavior::default()),
+                &step(),
+                &Model::default(),
+            )
+            .unwrap(),
+            9,
+        )
+        .unwrap();
+        assert!(nine > hpa, "original {nine} s vs HPA at 1 s {hpa} s");
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! Bad input changes nothing: the real binary, Docker engine and nginx on hostile policies and upstream sets.
 //!
-//! - Every fixture in `tests/fixtures/invalid/` makes `diff` and `reconcile --once` exit 2
-//!   with `file:line` on stderr, before any state file, container or nginx exists.
+//! - Every fixture in `tests/fixtures/invalid/` (exactly [`FIXTURES`], no more, no less)
+//!   makes `validate`, `diff` and `reconcile --once` exit 2 with exactly its expected
+//!   errors (line, field path, message fragment), before any state file, container or
+//!   nginx exists. The YAML-budget fixtures are type-correct policies that only a budget
+//!   can refuse; a smaller twin of each is accepted.
 //! - A 50 MB policy file is refused quickly.
-//! - On a running system (a valid policy reconciled), overwriting the policy with bad
-//!   input leaves the containers, the state dir and the live `nginx.conf` untouched.
+//! - On a running system (a valid policy reconciled), overwriting the policy with one
+//!   fixture of every [`Class`] leaves the containers (ids and states), the nginx master,
+//!   the state dir and the live `nginx.conf` byte for byte untouched.
 //! - Seeded random upstream sets, hostile names included: every render the renderer
 //!   accepts passes the real `nginx -t`; every set with a hostile value is refused.
 //!
@@ -13,7 +17,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -108,6 +112,56 @@ fn assert_refused(out: &Output, file: &str, what: &str) {
             .is_some_and(|n| n.parse::<usize>().is_ok_and(|n| n >= 1))
     });
     assert!(located, "{what} {file}: no `{file}:LINE:` in {stderr}");
+}
+
+/// The errors `file:LINE:COL: PATH: MESSAGE` that `stderr` reports for `file`, in order,
+/// as (line, path, message). The path may hold quoted keys with `: ` inside.
+fn reported_errors(stderr: &str, file: &str) -> Vec<(usize, String, String)> {
+    let prefix = format!("{file}:");
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|rest| {
+            let mut parts = rest.splitn(3, ':');
+            let line = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let _column = parts.next();
+            let rest = parts.next().unwrap_or_default().trim_start();
+            let mut quoted = false;
+            let split = rest.char_indices().find_map(|(i, c)| {
+                if c == '"' {
+                    quoted = !quoted;
+                }
+                (!quoted && rest[i..].starts_with(": ")).then_some(i)
+            });
+            match split {
+                Some(i) => (line, rest[..i].to_owned(), rest[i + 2..].to_owned()),
+                None => (line, String::new(), rest.to_owned()),
+            }
+        })
+        .collect()
+}
+
+/// Asserts exit 2, nothing on stdout, and exactly the `expected` errors for `file`.
+fn assert_expected_errors(out: &Output, file: &str, expected: &[Expected], what: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{what} {file}: {stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "{what} {file}: printed {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let got = reported_errors(&stderr, file);
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "{what} {file}: expected {expected:?}, got {got:?}"
+    );
+    for ((line, path, message), (want_line, want_path, fragment)) in got.iter().zip(expected) {
+        assert!(
+            line == want_line && path == want_path && message.contains(fragment),
+            "{what} {file}: expected {want_line}: {want_path}: …{fragment}…, got {line}: {path}: {message}"
+        );
+    }
 }
 
 /// Ids of every container (any state) of `instance`, sorted.
@@ -226,26 +280,179 @@ impl Drop for Sandbox {
 
 // ---------------------------------------------------------------- invalid fixtures
 
+/// What kind of bad input a fixture is; the running-system test tries one of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    /// Type-correct YAML that only a serde-saphyr budget (aliases, replay, depth, merge keys) refuses.
+    Budget,
+    /// Not YAML: indentation, tabs, unclosed flow, quotes, duplicate keys.
+    Syntax,
+    /// No policy document, or a document that is not a mapping.
+    Shape,
+    /// Not UTF-8.
+    Encoding,
+    /// A value of the wrong type.
+    Type,
+    UnknownField,
+    MissingField,
+    /// Well-typed, but the validator refuses the value.
+    Semantic,
+    /// A value that would inject into the nginx config or a container spec.
+    Injection,
+    /// A request for privilege, host namespaces or mounts.
+    Security,
+    /// Each document is fine alone; together they conflict.
+    CrossDocument,
+}
+use Class::*;
+
+/// One expected error of a fixture: (line, field path as printed, message fragment).
+type Expected = (usize, &'static str, &'static str);
+
+/// How many files `tests/fixtures/invalid/` holds: adding or losing a fixture must
+/// change [`FIXTURES`] and this count together.
+const FIXTURE_COUNT: usize = 85;
+
+/// Every fixture of `tests/fixtures/invalid/`, its class and all the errors it must
+/// produce, in the order they are printed (no other error may appear).
+#[rustfmt::skip]
+const FIXTURES: &[(&str, Class, &[Expected])] = &[
+    ("alias-bomb-wide.yaml", Budget, &[(12, r#"spec.template.env."<<"[200]"#, "alias expansion limit exceeded for anchor id 1: 201 > 200")]),
+    ("alias-bomb.yaml", Budget, &[(15, "spec.metrics[0].requestRate.targetPerReplica", "alias replay limit exceeded: total_replayed_events=20001 > 20000")]),
+    ("cpus-zero.yaml", Semantic, &[(12, "spec.template.resources.cpus", "must be > 0 and <= 1024 cores, got 0")]),
+    ("deep-nesting-block.yaml", Budget, &[(41, r#"spec.template.env."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<""#, "budget breached: Depth { depth: 33 }")]),
+    ("deep-nesting-flow.yaml", Budget, &[(11, r#"spec.template.env."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<"."<<""#, "budget breached: Depth { depth: 33 }")]),
+    ("drain-too-long.yaml", Semantic, &[(17, "spec.drain.timeoutSeconds", "must be <= 3600, got 86400")]),
+    ("empty-file.yaml", Shape, &[(1, "(document)", "no ScalingPolicy document in file")]),
+    ("env-bad-key.yaml", Semantic, &[(11, r#"spec.template.env."MODE=1; rm""#, r#""MODE=1; rm" is not a POSIX variable name ([A-Za-z_][A-Za-z0-9_]*)"#)]),
+    ("good-then-bad-document.yaml", Type, &[(28, "spec.replicas.max", "invalid u32")]),
+    ("host-ip-invalid.yaml", Semantic, &[(13, "spec.ports.hostIp", r#""127.0.0.300" is not an IP address"#)]),
+    ("image-bad-digest.yaml", Semantic, &[(8, "spec.template.image", r#""autoscaler-demo@sha256:beef" is not a valid image reference: digest must be ALGORITHM:HEX with at least 32 hex digits"#)]),
+    ("image-uppercase.yaml", Semantic, &[(8, "spec.template.image", r#""Autoscaler-Demo:latest" is not a valid image reference: path component "Autoscaler-Demo" must be lowercase letters and digits joined by '.', '_', '__' or '-'"#)]),
+    ("inject-arg-nul.yaml", Injection, &[(9, "spec.template.args[1]", r#"must not contain control characters (found '\0'): newlines and NUL are not allowed"#)]),
+    ("inject-counter-name.yaml", Injection, &[(16, "spec.metrics[0].requestRate.counter", r#""x} or vector(1e9) #" is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)"#)]),
+    ("inject-env-value-newline.yaml", Injection, &[(11, "spec.template.env.MODE", r#"must not contain control characters (found '\n'): newlines and NUL are not allowed"#)]),
+    ("inject-host-ip.yaml", Injection, &[(13, "spec.ports.hostIp", r#""0.0.0.0 -v /:/host" is not an IP address"#)]),
+    ("inject-image-newline.yaml", Injection, &[(8, "spec.template.image", r#""autoscaler-demo:latest\nevil" is not a valid image reference: tag must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"#)]),
+    ("inject-image-space.yaml", Injection, &[(8, "spec.template.image", r#""autoscaler-demo:latest --privileged" is not a valid image reference: tag must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"#)]),
+    ("inject-listen-directive.yaml", Injection, &[(14, "spec.loadBalancer.listen", r#""127.0.0.1:8080; proxy_pass http://evil" is not IP:PORT (e.g. 127.0.0.1:8080)"#)]),
+    ("inject-listen-newline.yaml", Injection, &[(14, "spec.loadBalancer.listen", r#""127.0.0.1:8080\n}" is not IP:PORT (e.g. 127.0.0.1:8080)"#)]),
+    ("inject-metrics-path-brace.yaml", Injection, &[(16, "spec.metrics[0].requestRate.path", r#""/metrics{}" is not an absolute path of [A-Za-z0-9._~/%-] characters"#)]),
+    ("inject-name-brace.yaml", Injection, &[(5, "metadata.name", r#""web{}" is not a DNS label: only a-z, 0-9 and '-' are allowed"#)]),
+    ("inject-name-newline.yaml", Injection, &[(5, "metadata.name", r#""web\nserver { listen 80; }" is not a DNS label: only a-z, 0-9 and '-' are allowed"#)]),
+    ("inject-name-quote.yaml", Injection, &[(5, "metadata.name", r#""we\"b" is not a DNS label: only a-z, 0-9 and '-' are allowed"#)]),
+    ("inject-name-semicolon.yaml", Injection, &[(5, "metadata.name", r#""web; include /etc/passwd" is not a DNS label: only a-z, 0-9 and '-' are allowed"#)]),
+    ("inject-readiness-path.yaml", Injection, &[(12, "spec.template.readiness.httpGet.path", r#""/healthz; return 200" is not an absolute path of [A-Za-z0-9._~/%-] characters"#)]),
+    ("listen-inside-range.yaml", Semantic, &[(14, "spec.loadBalancer.listen", "port 8050 is inside this policy's replica port range 8001-8079")]),
+    ("listen-not-an-address.yaml", Semantic, &[(14, "spec.loadBalancer.listen", r#""localhost:8080" is not IP:PORT (e.g. 127.0.0.1:8080)"#)]),
+    ("many-errors-at-once.yaml", Semantic, &[(5, "metadata.name", r#""Web_Site" is not a DNS label: only a-z, 0-9 and '-' are allowed"#), (12, "spec.replicas.max", "must be >= spec.replicas.min (5)"), (13, "spec.ports.range", "first port 9 is above last port 1")]),
+    ("max-exceeds-port-range.yaml", Semantic, &[(12, "spec.replicas.max", "10 replicas plus one rolling-update surge do not fit spec.ports.range 8001-8005 (5 ports)")]),
+    ("memory-bad-quantity.yaml", Semantic, &[(12, "spec.template.resources.memory", r#""128MB" is not a quantity such as 128Mi, 1Gi, 500M or 1048576"#)]),
+    ("merge-key-abuse.yaml", Budget, &[(21, r#"spec.metrics[6].requestRate."<<"[1]"#, "budget breached: MergeKeys { merge_keys: 101 }")]),
+    ("min-greater-than-max.yaml", Semantic, &[(12, "spec.replicas.max", "must be >= spec.replicas.min (5)")]),
+    ("min-zero.yaml", Semantic, &[(12, "spec.replicas.min", "must be >= 1 (as HPA's minReplicas; scale to zero is not supported)")]),
+    ("missing-image.yaml", MissingField, &[(10, "spec.template", "missing field `image`")]),
+    ("missing-metadata.yaml", MissingField, &[(4, "(document)", "missing field `metadata`")]),
+    ("no-metrics.yaml", Semantic, &[(7, "spec.metrics", "at least one metric is required")]),
+    ("non-utf8.yaml", Encoding, &[(5, "(document)", "not UTF-8: invalid byte 0xff")]),
+    ("not-a-mapping.yaml", Shape, &[(1, "(document)", "expected mapping start")]),
+    ("only-comments.yaml", Shape, &[(1, "(document)", "no ScalingPolicy document in file")]),
+    ("port-range-reversed.yaml", Semantic, &[(13, "spec.ports.range", "first port 8079 is above last port 8001")]),
+    ("port-range-zero.yaml", Semantic, &[(13, "spec.ports.range", r#""0-70" is not FIRST-LAST with ports in 1..=65535"#)]),
+    ("prometheus-bad-url.yaml", Semantic, &[(17, "spec.metrics[1].prometheus.url", r#""file:///etc/passwd" is not an http(s)://HOST[:PORT][/PATH] URL"#)]),
+    ("prometheus-multiline-query.yaml", Semantic, &[(19, "spec.metrics[1].prometheus.query", r#"must not contain control characters (found '\n'): newlines and NUL are not allowed"#)]),
+    ("rate-policies-empty-not-disabled.yaml", Semantic, &[(17, "spec.behavior.scaleUp.policies", "must not be empty unless selectPolicy is Disabled")]),
+    ("rate-policy-zero-period.yaml", Semantic, &[(19, "spec.behavior.scaleUp.policies[0].periodSeconds", "must be in 1..=1800, got 0")]),
+    ("scalar-document.yaml", Shape, &[(1, "(document)", "expected mapping start")]),
+    ("security-cap-add.yaml", Security, &[(12, "spec.template.capAdd", "unknown field `capAdd`, expected one of image, args, containerPort, env, resources, readiness")]),
+    ("security-host-config-passthrough.yaml", Security, &[(12, "spec.template.hostConfig", "unknown field `hostConfig`, expected one of image, args, containerPort, env, resources, readiness")]),
+    ("security-network-mode-host.yaml", Security, &[(12, "spec.template.networkMode", "unknown field `networkMode`, expected one of image, args, containerPort, env, resources, readiness")]),
+    ("security-pid-mode-host.yaml", Security, &[(12, "spec.template.pidMode", "unknown field `pidMode`, expected one of image, args, containerPort, env, resources, readiness")]),
+    ("security-privileged-under-spec.yaml", Security, &[(8, "spec.privileged", "unknown field `privileged`, expected one of template, replicas, ports, loadBalancer, metrics, behavior, drain")]),
+    ("security-privileged.yaml", Security, &[(12, "spec.template.privileged", "unknown field `privileged`, expected one of image, args, containerPort, env, resources, readiness")]),
+    ("security-user-root.yaml", Security, &[(12, "spec.template.user", "unknown field `user`, expected one of image, args, containerPort, env, resources, readiness")]),
+    ("security-volumes-bind-mount.yaml", Security, &[(12, "spec.template.volumes", "unknown field `volumes`, expected one of image, args, containerPort, env, resources, readiness")]),
+    ("syntax-bad-indent.yaml", Syntax, &[(11, "spec.template.args[1]", "while parsing a block mapping, did not find expected key")]),
+    ("syntax-duplicate-key.yaml", Syntax, &[(13, "spec.replicas", "duplicate mapping key: replicas, set DuplicateKeyPolicy in Options if acceptable")]),
+    ("syntax-tab-indent.yaml", Syntax, &[(12, "spec.template.env.MODE", "tabs disallowed within this context (block indentation)")]),
+    ("syntax-unclosed-flow.yaml", Syntax, &[(16, "spec.metrics[0].requestRate", "unclosed bracket '{'")]),
+    ("syntax-unterminated-quote.yaml", Syntax, &[(9, "spec.template.args", "invalid trailing content after double-quoted scalar")]),
+    ("target-infinite.yaml", Semantic, &[(16, "spec.metrics[0].requestRate.targetPerReplica", "must be a positive finite number, got inf")]),
+    ("target-nan.yaml", Semantic, &[(16, "spec.metrics[0].requestRate.targetPerReplica", "must be a positive finite number, got NaN")]),
+    ("target-zero.yaml", Semantic, &[(16, "spec.metrics[0].requestRate.targetPerReplica", "must be a positive finite number, got 0")]),
+    ("threshold-upper-below-lower.yaml", Semantic, &[(19, "spec.behavior.threshold.upperPerReplica", "must be a finite number above lowerPerReplica (5), got 3")]),
+    ("tolerance-one.yaml", Semantic, &[(17, "spec.behavior.tolerance", "must be in [0, 1), got 1")]),
+    ("two-docs-duplicate-name.yaml", CrossDocument, &[(21, "metadata.name", r#"name "web" is already used by policy #1 of this load"#)]),
+    ("two-docs-listen-in-other-range.yaml", CrossDocument, &[(30, "spec.loadBalancer.listen", r#"port 8040 is inside the replica port range 8001-8079 of policy "web""#)]),
+    ("two-docs-overlapping-ports.yaml", CrossDocument, &[(29, "spec.ports.range", r#"overlaps the port range 8001-8079 of policy "web""#)]),
+    ("two-docs-same-listen.yaml", CrossDocument, &[(30, "spec.loadBalancer.listen", r#"127.0.0.1:8080 is also the listen address of policy "web" (127.0.0.1:8080)"#)]),
+    ("type-args-not-list.yaml", Type, &[(9, "spec.template.args", "expected sequence start")]),
+    ("type-bad-algorithm.yaml", Type, &[(14, "spec.loadBalancer.algorithm", "unknown variant `fastest`, expected one of least_conn, round_robin, ip_hash, random_two_least_conn")]),
+    ("type-metric-unknown-kind.yaml", Type, &[(16, "spec.metrics[0].cpu", "unknown variant `cpu`, expected one of requestRate, prometheus")]),
+    ("type-min-string.yaml", Type, &[(12, "spec.replicas.min", "invalid u32")]),
+    ("type-negative-min.yaml", Type, &[(12, "spec.replicas.min", "invalid u32")]),
+    ("type-port-too-big.yaml", Type, &[(10, "spec.template.containerPort", "invalid u16")]),
+    ("type-spec-null.yaml", Type, &[(6, "spec", "expected mapping start")]),
+    ("type-target-string.yaml", Type, &[(16, "spec.metrics[0].requestRate.targetPerReplica", "invalid floating point")]),
+    ("type-yes-boolean-as-number.yaml", Type, &[(12, "spec.replicas.max", "invalid u32")]),
+    ("unknown-field-in-behavior.yaml", UnknownField, &[(17, "spec.behavior.scaleUp.stabilisationWindowSeconds", "unknown field `stabilisationWindowSeconds`, expected one of stabilizationWindowSeconds, selectPolicy, policies")]),
+    ("unknown-field-typo.yaml", UnknownField, &[(10, "spec.template.containerport", "unknown field `containerport`, expected one of image, args, containerPort, env, resources, readiness")]),
+    ("unknown-top-level-field.yaml", UnknownField, &[(17, "status", "unknown field `status`, expected one of apiVersion, kind, metadata, spec")]),
+    ("utf16-bom.yaml", Encoding, &[(1, "(document)", "not UTF-8: invalid byte 0xff")]),
+    ("window-too-long.yaml", Semantic, &[(17, "spec.behavior.scaleDown.stabilizationWindowSeconds", "must be in 0..=3600, got 7200")]),
+    ("wrong-api-version.yaml", Semantic, &[(2, "apiVersion", r#"must be "autoscaler.dev/v1alpha1", got "autoscaling/v2""#)]),
+    ("wrong-kind.yaml", Semantic, &[(3, "kind", r#"must be "ScalingPolicy", got "HorizontalPodAutoscaler""#)]),
+];
+
+/// The expected row of `file` (a path under the crate root or a bare name).
+fn fixture_row(file: &Path) -> &'static (&'static str, Class, &'static [Expected]) {
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    FIXTURES
+        .iter()
+        .find(|(f, _, _)| *f == name)
+        .unwrap_or_else(|| panic!("{name} is not in FIXTURES: give it its expected errors"))
+}
+
 #[test]
-fn every_invalid_fixture_is_refused_by_diff_and_reconcile_before_touching_anything() {
+fn the_fixture_table_lists_every_fixture_file_exactly_once() {
+    let files = invalid_fixtures();
+    let on_disk: Vec<&str> = files
+        .iter()
+        .filter_map(|f| f.file_name()?.to_str())
+        .collect();
+    let listed: Vec<&str> = FIXTURES.iter().map(|(f, _, _)| *f).collect();
+    assert_eq!(on_disk.len(), FIXTURE_COUNT, "fixture files: {on_disk:?}");
+    assert_eq!(
+        listed, on_disk,
+        "FIXTURES (sorted by name) must match the files"
+    );
+    for (file, _, expected) in FIXTURES {
+        assert!(!expected.is_empty(), "{file}: no expected error");
+    }
+}
+
+#[test]
+fn every_invalid_fixture_is_refused_with_its_expected_errors_before_touching_anything() {
     let docker = docker_ready();
     let sandbox = Sandbox::new("badinput-fixtures");
     let state = sandbox.state_dir();
     let files = invalid_fixtures();
-    assert!(files.len() >= 80, "only {} fixtures", files.len());
+    assert_eq!(files.len(), FIXTURE_COUNT);
     for file in &files {
         let name = rel(file);
-        for cmd in [&["diff", "-f"][..], &["reconcile", "--once", "-f"][..]] {
+        let (_, _, expected) = fixture_row(file);
+        for cmd in [
+            &["validate", "-f"][..],
+            &["diff", "-f"][..],
+            &["reconcile", "--once", "-f"][..],
+        ] {
             let mut args = cmd.to_vec();
             args.push(&name);
             let out = autoscaler(&args, &state, &sandbox.instance);
-            assert_refused(&out, &name, cmd[0]);
-            assert!(
-                out.stdout.is_empty(),
-                "{} {name}: printed {:?}",
-                cmd[0],
-                out.stdout
-            );
+            assert_expected_errors(&out, &name, expected, cmd[0]);
             assert!(!state.exists(), "{} {name}: created the state dir", cmd[0]);
         }
     }
@@ -261,6 +468,116 @@ fn every_invalid_fixture_is_refused_by_diff_and_reconcile_before_touching_anythi
             Vec::<String>::new(),
             "containers created"
         );
+    }
+}
+
+/// A policy with `body` as its `env:` value and `metrics` as its metric list.
+fn budget_twin(env: &str, metrics: &str) -> String {
+    format!(
+        "apiVersion: autoscaler.dev/v1alpha1
+kind: ScalingPolicy
+metadata:
+  name: web
+spec:
+  template:
+    image: autoscaler-demo:latest
+    containerPort: 8000
+    env: {env}
+  replicas: {{min: 1, max: 10}}
+  ports: {{hostIp: 127.0.0.1, range: 8001-8079}}
+  loadBalancer: {{listen: 127.0.0.1:8080}}
+  metrics:
+{metrics}"
+    )
+}
+
+/// `levels` metrics, each merging `fan` aliases of the one before (the bomb shape).
+fn merge_chain(levels: usize, fan: usize) -> String {
+    let mut text = String::from("    - requestRate: &r0 {path: /metrics, targetPerReplica: 10}\n");
+    for l in 1..levels {
+        let aliases = vec![format!("*r{}", l - 1); fan].join(", ");
+        text.push_str(&format!("    - requestRate: &r{l} {{<<: [{aliases}]}}\n"));
+    }
+    text
+}
+
+#[test]
+fn budget_fixtures_are_type_correct_and_refused_only_by_the_budget_they_name() {
+    // Each budget fixture's shape, one size below its budget, is a valid policy: so the
+    // fixture is refused by the budget alone, and the message names that budget.
+    let metric = "    - requestRate: {path: /metrics, targetPerReplica: 10}\n";
+    let nested = |depth: usize| {
+        format!(
+            "{}{{MODE: fast}}{}",
+            "{<<: ".repeat(depth),
+            "}".repeat(depth)
+        )
+    };
+    let nested_block = |depth: usize| {
+        let mut env = String::new();
+        for d in 0..depth {
+            env.push_str(&format!("\n{}<<:", " ".repeat(6 + 2 * d)));
+        }
+        format!("{env}\n{}MODE: fast", " ".repeat(6 + 2 * depth))
+    };
+    // `metadata` anchored, merged `aliases` times into env; 30 anchored args.
+    let wide = |aliases: usize| {
+        let args: Vec<String> = (0..30).map(|i| format!("&a{i} v{i}")).collect();
+        let merged = vec!["*md"; aliases].join(", ");
+        budget_twin(&format!("{{<<: [{merged}]}}"), metric)
+            .replacen("metadata:\n  name: web", "metadata: &md {name: web}", 1)
+            .replacen(
+                "    env:",
+                &format!("    args: [{}]\n    env:", args.join(", ")),
+                1,
+            )
+    };
+    let twins = [
+        (
+            "alias-bomb.yaml",
+            "alias replay limit",
+            budget_twin("{}", &merge_chain(2, 60)),
+        ),
+        (
+            "alias-bomb-wide.yaml",
+            "alias expansion limit exceeded",
+            wide(190),
+        ),
+        (
+            "deep-nesting-flow.yaml",
+            "budget breached: Depth",
+            budget_twin(&nested(25), metric),
+        ),
+        (
+            "deep-nesting-block.yaml",
+            "budget breached: Depth",
+            budget_twin(&nested_block(25), metric),
+        ),
+        (
+            "merge-key-abuse.yaml",
+            "budget breached: MergeKeys",
+            budget_twin("{}", &merge_chain(6, 2)),
+        ),
+    ];
+    let budget_rows: Vec<&str> = FIXTURES
+        .iter()
+        .filter(|(_, class, _)| *class == Budget)
+        .map(|(f, _, _)| *f)
+        .collect();
+    assert_eq!(budget_rows.len(), twins.len(), "{budget_rows:?}");
+    for (fixture, budget, twin) in twins {
+        let (_, class, expected) = fixture_row(Path::new(fixture));
+        assert_eq!(*class, Budget, "{fixture}");
+        assert!(
+            expected.iter().all(|(_, _, m)| m.contains(budget)),
+            "{fixture}: the table expects {expected:?}, not the {budget} budget"
+        );
+        match autoscaler::policy::parse_str(&twin, "twin.yaml") {
+            Ok(policies) => assert_eq!(policies.len(), 1, "{fixture}"),
+            Err(errors) => {
+                panic!("{fixture}: the twin below the budget is refused: {errors:?}\n{twin}")
+            }
+        }
     }
 }
 
@@ -420,38 +737,93 @@ fn bad_input_on_a_running_system_changes_nothing() {
     assert_eq!(fields[2], "", "pid mode: {inspect}");
     assert_eq!(fields[3], "0", "mounts: {inspect}");
 
-    let bad = [
+    // One fixture of every class, plus the ones most likely to reach Docker or nginx.
+    let mut bad: Vec<&str> = Vec::new();
+    for (file, class, _) in FIXTURES {
+        if !FIXTURES
+            .iter()
+            .take_while(|(f, _, _)| f != file)
+            .any(|(_, c, _)| c == class)
+        {
+            bad.push(file);
+        }
+    }
+    let classes: BTreeSet<Class> = FIXTURES.iter().map(|(_, c, _)| *c).collect();
+    assert_eq!(bad.len(), classes.len(), "one fixture per class: {bad:?}");
+    for extra in [
         "inject-name-brace.yaml",
         "inject-listen-directive.yaml",
         "security-privileged.yaml",
         "security-volumes-bind-mount.yaml",
         "alias-bomb.yaml",
+        "deep-nesting-flow.yaml",
         "syntax-duplicate-key.yaml",
         "two-docs-same-listen.yaml",
         "non-utf8.yaml",
         "empty-file.yaml",
-    ];
+    ] {
+        if !bad.contains(&extra) {
+            bad.push(extra);
+        }
+    }
+    let engine = container_states(&ids);
+    let master = fs::read_to_string(state.join("nginx/nginx.pid")).unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
     for fixture in bad {
+        let (_, class, expected) = fixture_row(Path::new(fixture));
         fs::write(&policy, fs::read(dir.join(fixture)).unwrap()).unwrap();
         for cmd in [&["reconcile", "--once", "-f"][..], &["diff", "-f"][..]] {
             let mut args = cmd.to_vec();
             args.push(&policy_name);
             let out = autoscaler(&args, &state, &sandbox.instance);
-            assert_refused(&out, &policy_name, &format!("{} ({fixture})", cmd[0]));
+            let what = format!("{} ({class:?} {fixture})", cmd[0]);
+            assert_expected_errors(&out, &policy_name, expected, &what);
             assert_eq!(
                 containers(&sandbox.instance),
                 ids,
-                "{fixture}: containers changed"
+                "{what}: containers changed"
+            );
+            assert_eq!(
+                container_states(&ids),
+                engine,
+                "{what}: container states changed"
             );
             assert_eq!(
                 fs::read(&conf_path).unwrap(),
                 conf,
-                "{fixture}: nginx.conf changed"
+                "{what}: nginx.conf changed"
             );
-            assert_eq!(tree(&state), files, "{fixture}: state dir changed");
+            assert_eq!(tree(&state), files, "{what}: state dir changed");
+            let pid = master.trim().parse::<i32>().unwrap();
+            assert!(
+                Path::new(&format!("/proc/{pid}")).exists(),
+                "{what}: the nginx master {pid} is gone"
+            );
         }
     }
+}
+
+/// `id status started-at restart-count` of each container: any stop, start or restart
+/// changes it.
+fn container_states(ids: &[String]) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{.Id}} {{.State.Status}} {{.State.StartedAt}} {{.RestartCount}}",
+        ])
+        .args(ids)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker inspect: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 // ---------------------------------------------------------------- nginx -t on renders

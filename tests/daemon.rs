@@ -296,8 +296,37 @@ fn live_edits_converge_and_invalid_yaml_keeps_replicas_and_sets_a_condition() {
     assert_eq!(d.pid(), pid);
 }
 
+/// Sum of the `family` samples of the daemon's `/metrics` whose labels contain every
+/// `label="value"` of `labels` (0 when there is none).
+fn metric_sum(d: &Daemon, family: &str, labels: &[(&str, &str)]) -> f64 {
+    let (code, body) = http_get(d.api, "/metrics").unwrap_or((0, String::new()));
+    assert_eq!(code, 200, "GET /metrics: {body}");
+    body.lines()
+        .filter(|l| {
+            l.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('{'))
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Passes of `policy` started with `trigger` (all triggers when None).
+fn passes(d: &Daemon, policy: &str, trigger: Option<&str>) -> f64 {
+    let mut labels = vec![("policy", policy)];
+    labels.extend(trigger.map(|t| ("trigger", t)));
+    metric_sum(d, "autoscaler_reconcile_triggers_total", &labels)
+}
+
+/// True when every pass of `policy` that started has finished.
+fn no_pass_in_flight(d: &Daemon, policy: &str) -> bool {
+    passes(d, policy, None) == metric_sum(d, "autoscaler_reconciles_total", &[("policy", policy)])
+}
+
 #[test]
-fn a_killed_replica_is_replaced_through_docker_events_within_seconds() {
+fn a_killed_replica_is_replaced_through_docker_events_and_an_idle_daemon_stays_quiet() {
     let Some(env) = Env::new("daemon_kill", 21200) else {
         return;
     };
@@ -305,12 +334,47 @@ fn a_killed_replica_is_replaced_through_docker_events_within_seconds() {
     o.min = 2;
     o.target = 1000.0;
     env.write_policy(&o);
-    // A slow tick and resync: only the Docker event can explain a prompt replacement.
-    let mut d = spawn_daemon_slow(&env, api_port(&env), "20s", "60s");
+    // A 20 s tick and a resync that does not fire during the test (its first tick is at start).
+    let mut d = spawn_daemon_slow(&env, api_port(&env), "20s", "600s");
     wait_converged(&env, &mut d, &o.name, 2, Duration::from_secs(20));
-    // Let the check pass after the scale-up finish so the worker is idle on its 20 s tick.
-    std::thread::sleep(Duration::from_secs(1));
 
+    // Idle guard: between two 20 s ticks the daemon runs no other pass. (An idle daemon
+    // once reconciled every 250 ms.)
+    let ticks = |d: &Daemon| passes(d, &o.name, Some("tick"));
+    let tick0 = ticks(&d);
+    let first_tick = wait_for(Duration::from_secs(30), || {
+        (ticks(&d) > tick0).then(Instant::now)
+    });
+    assert!(first_tick.is_some(), "no tick in 30 s:\n{}", d.log_text());
+    let after_first = passes(&d, &o.name, None);
+    let second_tick = wait_for(Duration::from_secs(30), || {
+        (ticks(&d) > tick0 + 1.0 && no_pass_in_flight(&d, &o.name)).then(Instant::now)
+    });
+    let (first_tick, second_tick) = (
+        first_tick.unwrap(),
+        second_tick.unwrap_or_else(|| panic!("no second tick in 30 s:\n{}", d.log_text())),
+    );
+    let between = passes(&d, &o.name, None) - after_first;
+    let gap = second_tick - first_tick;
+    eprintln!(
+        "idle: {between} pass(es) in {:.1} s between two ticks",
+        gap.as_secs_f64()
+    );
+    assert_eq!(
+        between,
+        1.0,
+        "passes other than the tick while idle:\n{}",
+        d.log_text()
+    );
+    assert!(
+        gap >= Duration::from_secs(18),
+        "ticks {gap:?} apart with a 20 s interval"
+    );
+
+    // Right after that tick the next one is ~20 s away: only a Docker event can start
+    // the passes that replace a killed replica now.
+    let before = |trigger| passes(&d, &o.name, Some(trigger));
+    let (tick1, resync1, events1) = (before("tick"), before("resync"), before("docker_event"));
     let victim = env.running_ids()[0].clone();
     let killed = Instant::now();
     let out = Command::new("docker")
@@ -336,15 +400,23 @@ fn a_killed_replica_is_replaced_through_docker_events_within_seconds() {
         env.upstream_ports(&o.name),
         d.log_text()
     );
+    let events = passes(&d, &o.name, Some("docker_event")) - events1;
     eprintln!(
-        "docker kill: replacement ready and in the upstream {:.2} s later (tick 20 s, resync 60 s)",
+        "docker kill: replacement ready and in the upstream {:.2} s later, {events} pass(es) started by Docker events (tick 20 s)",
         took.as_secs_f64()
     );
-    // Well under the 20 s tick: only the Docker event path explains it (the printed
-    // figure is the measurement; the bound leaves room for a loaded CI machine).
     assert!(
-        took < Duration::from_secs(10),
-        "took {took:?}\n{}",
+        events >= 1.0,
+        "no pass started by a Docker event:\n{}",
+        d.log_text()
+    );
+    assert_eq!(
+        (
+            passes(&d, &o.name, Some("tick")),
+            passes(&d, &o.name, Some("resync"))
+        ),
+        (tick1, resync1),
+        "a tick or resync pass ran during the replacement:\n{}",
         d.log_text()
     );
 }

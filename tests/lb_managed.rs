@@ -339,22 +339,27 @@ async fn concurrent_applies_serialize_and_the_last_one_wins() {
     lb.ensure_running().await.unwrap();
     let only_a = [upstream("web", 18460, &[a.addr])];
     let only_b = [upstream("web", 18460, &[b.addr])];
-    let (ra, rb) = tokio::join!(lb.apply(&only_a), lb.apply(&only_b));
+    // A goes first: one poll takes the lock and parks A on its first file operation.
+    // B, issued while A is in flight, comes last and must be what stays.
+    let mut first = std::pin::pin!(lb.apply(&only_a));
+    let early = futures::poll!(first.as_mut());
+    assert!(
+        early.is_pending(),
+        "A finished on its first poll: {early:?}"
+    );
+    let (ra, rb) = tokio::join!(first, lb.apply(&only_b));
     assert_eq!(
         (ra.unwrap(), rb.unwrap()),
         (ApplyOutcome::Reloaded, ApplyOutcome::Reloaded)
     );
     let current = lb.current().await.unwrap().unwrap();
     let winner = autoscaler::nginx::parse_upstreams(&current)["web"].clone();
-    assert!(
-        winner == vec![a.addr] || winner == vec![b.addr],
-        "{winner:?}"
-    );
-    let tag = if winner == vec![a.addr] { "a" } else { "b" };
+    assert_eq!(winner, vec![b.addr], "the last apply (B) wins on disk");
     let mut client = KeepAliveClient::new("127.0.0.1:18460".parse().unwrap());
     assert_eq!(
         bodies(&mut client, 10).await,
-        BTreeSet::from([tag.to_owned()])
+        BTreeSet::from(["b".to_owned()]),
+        "the last apply (B) wins in the running nginx"
     );
     lb.stop().await.unwrap();
 }

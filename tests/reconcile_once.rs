@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use support::{Env, assert_exit, http_get, spawn_load, wait_for};
+use support::{Env, assert_exit, http_get, spawn_load, wait_each_served, wait_for};
 
 #[test]
 fn from_nothing_brings_up_min_replicas_behind_nginx_and_a_second_pass_changes_nothing() {
@@ -33,21 +33,29 @@ fn from_nothing_brings_up_min_replicas_behind_nginx_and_a_second_pass_changes_no
     }
     assert_eq!(seen.len(), 2, "both replicas served: {seen:?}");
 
-    // Second pass: no container change, no config write, no reload.
+    // Second pass: no container change, no config write, no reload. Every write of the
+    // config is a new file renamed over the old one, so the inode tells whether it was
+    // written (no sleep for mtime granularity needed).
     let conf_path = env.nginx_prefix().join("nginx.conf");
-    let mtime = std::fs::metadata(&conf_path).unwrap().modified().unwrap();
+    let identity = |path: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).unwrap();
+        (
+            meta.ino(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            std::fs::read(path).unwrap(),
+        )
+    };
+    let before = identity(&conf_path);
     let workers = env.nginx_worker_pids();
     assert!(!workers.is_empty());
-    std::thread::sleep(Duration::from_millis(20));
     let out = env.reconcile();
     assert_exit(&out, 0, "second pass");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("nothing to do"), "{stdout}");
     assert_eq!(env.running_ids(), ids);
-    assert_eq!(
-        std::fs::metadata(&conf_path).unwrap().modified().unwrap(),
-        mtime
-    );
+    assert!(identity(&conf_path) == before, "nginx.conf was written");
     assert_eq!(env.nginx_worker_pids(), workers, "no reload happened");
 }
 
@@ -64,13 +72,23 @@ fn raising_then_lowering_min_converges_both_ways_without_a_failed_request() {
 
     let url = format!("http://{}/", env.lb_addr());
     let load = spawn_load(&env, &url, &["--rps", "100", "--duration", "8s"]);
-    std::thread::sleep(Duration::from_millis(500));
+    // The load flows before the change (the one replica serves it).
+    let first = env.upstream_ports(&o.name);
+    assert!(
+        wait_each_served(&first, 20.0, Duration::from_secs(5)),
+        "load reaches the replica"
+    );
     o.min = 4;
     env.write_policy(&o);
     assert_exit(&env.reconcile(), 0, "raise min");
     assert_eq!(env.running_ids().len(), 4);
-    assert_eq!(env.upstream_ports(&o.name).len(), 4);
-    std::thread::sleep(Duration::from_secs(1));
+    let four = env.upstream_ports(&o.name);
+    assert_eq!(four.len(), 4);
+    // Every new replica takes part of the load before the scale-down.
+    assert!(
+        wait_each_served(&four, 5.0, Duration::from_secs(5)),
+        "load reaches all 4 replicas"
+    );
     o.min = 1;
     env.write_policy(&o);
     assert_exit(&env.reconcile(), 0, "lower min");
@@ -214,7 +232,17 @@ fn injection_is_rejected_before_any_file_is_written_and_down_leaves_nothing() {
     assert!(env.nginx_master_pid().is_none(), "managed nginx stopped");
     let conf = env.nginx_conf().unwrap_or_default();
     assert!(!conf.contains(&o.name), "upstream dropped:\n{conf}");
-    let _ = wait_for(Duration::from_secs(1), || None::<()>);
+    // Its workers are gone too: the listen address stops accepting connections.
+    let closed = wait_for(Duration::from_secs(5), || {
+        std::net::TcpStream::connect_timeout(&env.lb_addr(), Duration::from_millis(200))
+            .is_err()
+            .then_some(())
+    });
+    assert!(
+        closed.is_some(),
+        "{} still accepts after down",
+        env.lb_addr()
+    );
 }
 
 /// The release binary `scripts/build-image.sh` builds (default features).

@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reliability_support::{
-    convergence_problems, healthz, owned, print_scenario, spawn_daemon_with, time_until,
-    upstream_ready, wait_lb_serving,
+    assert_transition, convergence_problems, healthz, owned, print_scenario, spawn_daemon_with,
+    time_until, upstream_ready, wait_lb_serving,
 };
-use support::{Env, assert_exit, spawn_load};
+use support::{Env, assert_exit, spawn_load, wait_each_served};
 
 /// A unix-socket relay to the real engine that the test switches off and on.
 struct EngineRelay {
@@ -112,6 +112,11 @@ fn log_count(text: &str, needle: &str) -> usize {
     text.lines().filter(|l| l.contains(needle)).count()
 }
 
+/// Passes the daemon logged as failed (an error, or a step that failed).
+fn failed_passes(text: &str) -> usize {
+    log_count(text, "reconcile failed") + log_count(text, "step failed")
+}
+
 #[test]
 fn engine_unreachable_at_start_and_mid_run_keeps_the_daemon_up_and_it_recovers_without_restart() {
     let Some(env) = Env::new("rf_engine", 22500) else {
@@ -127,18 +132,29 @@ fn engine_unreachable_at_start_and_mid_run_keeps_the_daemon_up_and_it_recovers_w
     let mut daemon = spawn_daemon_with(&env, 22590, &[("DOCKER_HOST", host.as_str())]);
 
     // At start: the engine does not answer. The daemon stays up, says so, and backs off.
-    std::thread::sleep(Duration::from_secs(3));
+    let spawned = Instant::now();
+    let retries_at_start = 4;
+    let retried = time_until(Duration::from_secs(15), || {
+        log_count(&daemon.log_text(), "docker engine unreachable") >= retries_at_start
+    })
+    .map(|_| spawned.elapsed())
+    .unwrap_or_else(|| {
+        panic!(
+            "no {retries_at_start} connect attempts: {}",
+            daemon.log_text()
+        )
+    });
     assert!(
         daemon.wait_exit(Duration::from_millis(10)).is_none(),
         "daemon exited: {}",
         daemon.log_text()
     );
     assert_eq!(healthz(daemon.api), 503, "healthz reports the outage");
-    let retries_at_start = log_count(&daemon.log_text(), "docker engine unreachable");
-    // Backoff 250 ms doubling: 3 s holds about 4 attempts, not 3 s / poll interval.
+    // Backoff 250 ms doubling, ±20 % jitter: the 4th attempt follows three delays of at
+    // least 0.2 + 0.4 + 0.8 s; a fixed poll would get there much sooner.
     assert!(
-        (2..=8).contains(&retries_at_start),
-        "retries with backoff, got {retries_at_start}: {}",
+        retried >= Duration::from_millis(1400),
+        "{retries_at_start} attempts within {retried:?}: no backoff: {}",
         daemon.log_text()
     );
     assert!(owned(&env).is_empty());
@@ -161,8 +177,13 @@ fn engine_unreachable_at_start_and_mid_run_keeps_the_daemon_up_and_it_recovers_w
     let before = owned(&env);
     let upstream_before = env.upstream_ports(&o.name);
     let url = format!("http://{}/", env.lb_addr());
+    let load_started = Instant::now();
     let load = spawn_load(&env, &url, &["--rps", "200", "--duration", "10s"]);
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        wait_each_served(&upstream_before, 20.0, Duration::from_secs(5)),
+        "load reaches the replicas"
+    );
+    let outage = Instant::now();
     relay.set_up(false);
     let noticed = time_until(Duration::from_secs(10), || healthz(daemon.api) == 503);
     assert!(
@@ -170,7 +191,16 @@ fn engine_unreachable_at_start_and_mid_run_keeps_the_daemon_up_and_it_recovers_w
         "healthz 503 mid-run: {}",
         daemon.log_text()
     );
-    std::thread::sleep(Duration::from_secs(3));
+    // The daemon keeps trying during the outage (two more failed passes) and touches nothing.
+    let failed_before = failed_passes(&daemon.log_text());
+    assert!(
+        time_until(Duration::from_secs(15), || {
+            failed_passes(&daemon.log_text()) >= failed_before + 2
+        })
+        .is_some(),
+        "no failed pass during the outage: {}",
+        daemon.log_text()
+    );
     assert!(daemon.wait_exit(Duration::from_millis(10)).is_none());
     assert_eq!(
         owned(&env),
@@ -180,9 +210,27 @@ fn engine_unreachable_at_start_and_mid_run_keeps_the_daemon_up_and_it_recovers_w
     assert_eq!(env.upstream_ports(&o.name), upstream_before);
 
     // Back up: same process, and a change made during the outage is carried out.
+    let reloads_before = log_count(&daemon.log_text(), "policy files reloaded");
     o.min = 3;
     env.write_policy(&o);
-    std::thread::sleep(Duration::from_secs(1));
+    // The daemon read the edit and tried (and failed) a pass with it.
+    assert!(
+        time_until(Duration::from_secs(10), || {
+            log_count(&daemon.log_text(), "policy files reloaded") > reloads_before
+        })
+        .is_some(),
+        "the edit was not read: {}",
+        daemon.log_text()
+    );
+    let failed_at_edit = failed_passes(&daemon.log_text());
+    assert!(
+        time_until(Duration::from_secs(15), || {
+            failed_passes(&daemon.log_text()) > failed_at_edit
+        })
+        .is_some(),
+        "no pass after the edit: {}",
+        daemon.log_text()
+    );
     assert_eq!(
         owned(&env).len(),
         2,
@@ -198,13 +246,21 @@ fn engine_unreachable_at_start_and_mid_run_keeps_the_daemon_up_and_it_recovers_w
     let problems = convergence_problems(&env, &o.name, 3, None, o.range);
     assert!(problems.is_empty(), "{problems:#?}");
     eprintln!(
-        "engine outage: {retries_at_start} connect attempts in 3 s at start; recovered {:.2} s after the engine came back; mid-run outage noticed in {:.2} s",
+        "engine outage: {retries_at_start} connect attempts {:.2} s after start (backoff); recovered {:.2} s after the engine came back; mid-run outage noticed in {:.2} s",
+        retried.as_secs_f64(),
         recovered_start.as_secs_f64(),
         noticed.unwrap().as_secs_f64()
     );
     let _ = started;
     print_scenario("docker engine outage mid-run", &report, recovered);
     assert_eq!(report["failed"], 0, "{report}");
+    assert_transition(
+        "docker engine outage mid-run",
+        &report,
+        load_started,
+        outage,
+        started + recovered,
+    );
 }
 
 #[test]
@@ -281,20 +337,20 @@ fn a_metrics_path_that_fails_never_scales_down() {
     for _ in 0..3 {
         let out = env.reconcile();
         assert_exit(&out, 0, "pass without metrics");
-        std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(owned(&env).len(), 3, "no scale-down on missing data");
     assert_eq!(env.upstream_ports(&o.name).len(), 3);
     // With data back (idle replicas, 0 req/s) it scales down to min.
     env.write_policy(&o);
-    for _ in 0..3 {
+    let scaled = time_until(Duration::from_secs(10), || {
         assert_exit(&env.reconcile(), 0, "pass with metrics");
-        if owned(&env).len() == 1 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    assert_eq!(owned(&env).len(), 1, "scales down once data is back");
+        owned(&env).len() == 1
+    });
+    assert!(
+        scaled.is_some(),
+        "scales down once data is back: {:?}",
+        owned(&env)
+    );
 }
 
 /// What the fake metrics endpoint does with a request.

@@ -26,6 +26,10 @@ pub struct Args {
     /// One table row per policy (implied by several `-f`).
     #[arg(long)]
     pub compare: bool,
+    /// Add two baselines on the first policy's replica bounds: HPA defaults at HPA's 15 s
+    /// sync period, and the original tool's 2 s loop (+1/−1, first reading 0, no readiness).
+    #[arg(long)]
+    pub baselines: bool,
     /// Write an SVG plot of load and ready replicas over time.
     #[arg(long, value_name = "OUT.svg")]
     pub plot: Option<PathBuf>,
@@ -61,12 +65,18 @@ fn execute(args: &Args) -> anyhow::Result<()> {
         startup_delay_ms: u64::try_from(args.startup_delay.as_millis()).unwrap_or(u64::MAX),
         ..Model::default()
     };
-    let mut runs = Vec::with_capacity(args.files.len());
+    let mut runs = Vec::with_capacity(args.files.len() + 2);
     let mut target = None;
+    let mut first = None;
     for path in &args.files {
         let policy = read_policy(path)?;
         target = target.or_else(|| policy.spec.metrics.first().map(|m| m.target_per_replica()));
         runs.push(simulate::simulate(&policy, &trace, &model)?);
+        first.get_or_insert(policy);
+    }
+    if let (true, Some(policy)) = (args.baselines, &first) {
+        runs.push(simulate::hpa_defaults_baseline(policy, &trace, &model)?);
+        runs.push(simulate::original_tool_baseline(policy, &trace, &model));
     }
     if let Some(out) = &args.plot {
         let title = format!(
@@ -87,7 +97,7 @@ fn execute(args: &Args) -> anyhow::Result<()> {
         return print(&(serde_json::to_string_pretty(&report)? + "\n"));
     }
     let mut text = format!("{}\n", summary_table(&runs));
-    if !args.compare && runs.len() == 1 {
+    if !args.compare && !args.baselines && runs.len() == 1 {
         for event in &runs[0].events {
             text.push_str(&format!(
                 "{:>6} s  {} → {}  {}\n",

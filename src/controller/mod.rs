@@ -9,13 +9,17 @@
 //! ```
 //!
 //! Each worker runs one reconcile at a time for its policy; triggers that arrive while
-//! it runs collapse into one (a `Notify` holds at most one permit). Errors requeue with
-//! capped exponential backoff and jitter; success resets it. On shutdown workers stop
-//! after the step in flight and the data plane (containers, nginx) keeps serving.
+//! it runs collapse into one (a [`Wake`] holds at most one permit) and the pass records
+//! which trigger started it (`autoscaler_reconcile_triggers_total{policy,trigger}`).
+//! Errors requeue with capped exponential backoff and jitter; success resets it. On
+//! shutdown workers stop after the step in flight and the data plane (containers,
+//! nginx) keeps serving.
 
 pub mod backoff;
 pub mod watcher;
 mod worker;
+
+pub use worker::{Trigger, Wake};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -24,7 +28,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -108,7 +112,7 @@ pub async fn run<R, L>(
         );
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = resync.tick() => workers.values().for_each(|w| w.notify.notify_one()),
+            _ = resync.tick() => workers.values().for_each(|w| w.wake.wake(Trigger::Resync)),
             Some(()) = change_rx.recv() => {
                 if !reload(&op, &load, &set_tx, &telemetry).await {
                     continue;
@@ -116,11 +120,11 @@ pub async fn run<R, L>(
                 // Removed policies: their workers see it and tear down (and exit, marking
                 // themselves done); a policy back before that finds its worker still there.
                 workers.retain(|_, w| !w.done.load(Ordering::SeqCst));
-                workers.values().for_each(|w| w.notify.notify_one());
+                workers.values().for_each(|w| w.wake.wake(Trigger::PolicyChange));
             }
             Some(event) = event_rx.recv() => match event {
-                Some(policy) => if let Some(w) = workers.get(&policy) { w.notify.notify_one() },
-                None => workers.values().for_each(|w| w.notify.notify_one()),
+                Some(policy) => if let Some(w) = workers.get(&policy) { w.wake.wake(Trigger::DockerEvent) },
+                None => workers.values().for_each(|w| w.wake.wake(Trigger::Resync)),
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
@@ -195,12 +199,12 @@ fn spawn_missing_workers<R, L>(
         {
             continue;
         }
-        let notify = Arc::new(Notify::new());
+        let wake = Arc::new(Wake::default());
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         workers.insert(
             name.clone(),
             WorkerHandle {
-                notify: notify.clone(),
+                wake: wake.clone(),
                 done: done.clone(),
             },
         );
@@ -208,7 +212,7 @@ fn spawn_missing_workers<R, L>(
             op: op.clone(),
             name,
             interval: config.interval,
-            notify,
+            wake,
             policies: set_rx.clone(),
             telemetry: telemetry.clone(),
             shutdown: shutdown.clone(),
@@ -219,8 +223,8 @@ fn spawn_missing_workers<R, L>(
 
 /// The controller's handle on a worker.
 struct WorkerHandle {
-    /// Wakes the worker for a pass.
-    notify: Arc<Notify>,
+    /// Wakes the worker for a pass, with the reason.
+    wake: Arc<Wake>,
     /// Set by the worker when it exits.
     done: Arc<std::sync::atomic::AtomicBool>,
 }

@@ -1,7 +1,7 @@
 //! One policy's worker: reconcile on trigger or tick, back off on error, tear down on removal.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
@@ -9,17 +9,79 @@ use tokio_util::sync::CancellationToken;
 
 use super::PolicySet;
 use super::backoff::Backoff;
-use crate::api::{DirectionLabels, PolicyLabels, ResultLabels, Telemetry};
+use crate::api::{DirectionLabels, PolicyLabels, ResultLabels, Telemetry, TriggerLabels};
 use crate::lb::LoadBalancer;
 use crate::reconcile::{DEFAULT_DRAIN_TIMEOUT, Operator, PassMode, ReconcileError};
 use crate::runtime::Runtime;
+
+/// What started a worker's pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The worker's first pass.
+    Start,
+    /// The metrics tick after a pass with nothing to do.
+    Tick,
+    /// The check pass right after a pass that changed something.
+    FollowUp,
+    /// A retry after a failed pass (backoff).
+    Retry,
+    /// A Docker event about one of the policy's containers.
+    DockerEvent,
+    /// The periodic full resync, or a re-subscribed Docker event stream.
+    Resync,
+    /// The policy files changed.
+    PolicyChange,
+}
+
+impl Trigger {
+    /// Wake-up triggers, most telling first: the one a pass is recorded under when several collapse.
+    const WAKES: [Trigger; 3] = [Trigger::PolicyChange, Trigger::DockerEvent, Trigger::Resync];
+
+    /// The `trigger` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Start => "start",
+            Trigger::Tick => "tick",
+            Trigger::FollowUp => "follow_up",
+            Trigger::Retry => "retry",
+            Trigger::DockerEvent => "docker_event",
+            Trigger::Resync => "resync",
+            Trigger::PolicyChange => "policy_change",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// Wakes one worker and remembers why; wake-ups before the next pass collapse into it.
+#[derive(Debug, Default)]
+pub struct Wake {
+    notify: Notify,
+    pending: AtomicU8,
+}
+
+impl Wake {
+    /// Asks for a pass because of `why`.
+    pub fn wake(&self, why: Trigger) {
+        self.pending.fetch_or(why.bit(), Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    /// Clears the pending wake-ups; the most telling one, if any.
+    fn take(&self) -> Option<Trigger> {
+        let bits = self.pending.swap(0, Ordering::SeqCst);
+        Trigger::WAKES.into_iter().find(|t| bits & t.bit() != 0)
+    }
+}
 
 /// What a worker needs.
 pub(super) struct WorkerContext<R, L> {
     pub op: Arc<Operator<R, L>>,
     pub name: String,
     pub interval: Duration,
-    pub notify: Arc<Notify>,
+    pub wake: Arc<Wake>,
     pub policies: watch::Receiver<PolicySet>,
     pub telemetry: Arc<Telemetry>,
     pub shutdown: CancellationToken,
@@ -31,12 +93,20 @@ pub(super) struct WorkerContext<R, L> {
 pub(super) async fn run<R: Runtime + 'static, L: LoadBalancer>(ctx: WorkerContext<R, L>) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     let mut delay = Duration::ZERO;
+    let mut timer = Trigger::Start;
     loop {
-        tokio::select! {
+        let timed_out = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
-            _ = ctx.notify.notified() => {}
-            _ = tokio::time::sleep(delay) => {}
-        }
+            _ = ctx.wake.notify.notified() => false,
+            _ = tokio::time::sleep(delay) => true,
+        };
+        let trigger = match (ctx.wake.take(), timed_out) {
+            (Some(woken), _) => woken,
+            (None, true) => timer,
+            // A permit left by a wake-up whose reason an earlier pass already took: that
+            // pass started after the wake-up, so there is nothing new to look at.
+            (None, false) => continue,
+        };
         let policy = {
             let set = ctx.policies.borrow();
             set.policies.get(&ctx.name).map(|p| p.policy.clone())
@@ -58,6 +128,14 @@ pub(super) async fn run<R: Runtime + 'static, L: LoadBalancer>(ctx: WorkerContex
             delay = Duration::ZERO;
             continue;
         };
+        tracing::debug!(policy = %ctx.name, trigger = trigger.as_str(), "reconcile pass");
+        ctx.telemetry
+            .reconcile_triggers
+            .get_or_create(&TriggerLabels {
+                policy: ctx.name.clone(),
+                trigger: trigger.as_str().to_owned(),
+            })
+            .inc();
         let started = Instant::now();
         let result = ctx.op.reconcile(&policy, PassMode::Apply).await;
         let labels = PolicyLabels {
@@ -98,13 +176,14 @@ pub(super) async fn run<R: Runtime + 'static, L: LoadBalancer>(ctx: WorkerContex
                     tracing::warn!(policy = %ctx.name, error = %e, "step failed: {step}; retrying with backoff");
                     count_error(&ctx.telemetry, e);
                     delay = backoff.next_delay();
+                    timer = Trigger::Retry;
                 } else {
                     backoff.reset();
                     // A pass that changed something is followed at once by a check pass.
-                    delay = if report.plan.is_empty() {
-                        ctx.interval
+                    (delay, timer) = if report.plan.is_empty() {
+                        (ctx.interval, Trigger::Tick)
                     } else {
-                        Duration::ZERO
+                        (Duration::ZERO, Trigger::FollowUp)
                     };
                 }
             }
@@ -114,6 +193,7 @@ pub(super) async fn run<R: Runtime + 'static, L: LoadBalancer>(ctx: WorkerContex
                     ctx.telemetry.docker_ok.store(false, Ordering::Relaxed);
                 }
                 delay = backoff.next_delay();
+                timer = Trigger::Retry;
                 tracing::warn!(policy = %ctx.name, error = %e, ?delay, "reconcile failed; retrying");
                 ctx.op.note_error(&ctx.name, &e).await;
             }

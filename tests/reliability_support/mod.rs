@@ -23,6 +23,61 @@ pub fn print_scenario(name: &str, report: &serde_json::Value, converged: Duratio
     );
 }
 
+/// The worst per-second p99 latency a transition may show, in ms. Steady state on this
+/// 2-core machine is a few ms (5 ms replicas); a transition that stalls clients for a
+/// good part of the 2 s client timeout fails.
+pub const TRANSITION_P99_MS: f64 = 500.0;
+
+/// The most requests one scenario may resend (a reused keep-alive connection closed
+/// before any response byte, as an nginx reload does to idle connections).
+pub const MAX_RETRIED: u64 = 50;
+
+/// Worst per-second p99 (ms) of the load timeline over the seconds that overlap
+/// `[from, to]`, with `load_started` the moment the load process was spawned.
+pub fn p99_during(
+    report: &serde_json::Value,
+    load_started: Instant,
+    from: Instant,
+    to: Instant,
+) -> f64 {
+    let first = from.saturating_duration_since(load_started).as_secs();
+    let last = to.saturating_duration_since(load_started).as_secs();
+    report["timeline"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter(|r| r["t"].as_u64().is_some_and(|t| t >= first && t <= last))
+                .filter_map(|r| r["p99_ms"].as_f64())
+                .fold(0.0, f64::max)
+        })
+        .unwrap_or(0.0)
+}
+
+/// Asserts the transition `[from, to]` kept its p99 under [`TRANSITION_P99_MS`] and the
+/// run resent at most [`MAX_RETRIED`] requests; prints both.
+pub fn assert_transition(
+    what: &str,
+    report: &serde_json::Value,
+    load_started: Instant,
+    from: Instant,
+    to: Instant,
+) {
+    let p99 = p99_during(report, load_started, from, to);
+    let retried = report["retried"].as_u64().unwrap_or(u64::MAX);
+    eprintln!(
+        "{what}: transition p99 {p99:.1} ms over {:.1} s, retried {retried}",
+        (to - from).as_secs_f64()
+    );
+    assert!(
+        p99 <= TRANSITION_P99_MS,
+        "{what}: p99 {p99:.1} ms during the transition > {TRANSITION_P99_MS} ms: {report}"
+    );
+    assert!(
+        retried <= MAX_RETRIED,
+        "{what}: {retried} requests retried > {MAX_RETRIED}: {report}"
+    );
+}
+
 /// One owned container as the engine reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owned {
