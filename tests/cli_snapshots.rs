@@ -1,0 +1,168 @@
+//! The command line's output and exit codes, as reviewed snapshots (trycmd cases under
+//! `tests/cmd/`) plus the cases a snapshot cannot express: a closed stdout, a log that is
+//! not a terminal, a listen port already taken, and `diff | head` on the real engine.
+
+mod support;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_autoscaler")
+}
+
+/// Every `tests/cmd/*.toml` case: arguments, environment, stdout, stderr, exit code.
+/// `TRYCMD=overwrite cargo test --test cli_snapshots` rewrites the snapshots for review.
+#[test]
+fn cli_output_and_exit_codes_match_the_snapshots() {
+    trycmd::TestCases::new()
+        .register_bin("autoscaler", std::path::PathBuf::from(bin()))
+        .case("tests/cmd/*.toml");
+}
+
+/// Runs `autoscaler ARGS` with stdout on a pipe whose read end is already closed.
+fn run_into_closed_pipe(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let child = Command::new(bin())
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("AUTOSCALER_STATE_DIR", "tests/cmd/inputs/state")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn autoscaler");
+    child.wait_with_output().expect("wait autoscaler")
+}
+
+#[test]
+fn a_closed_stdout_ends_every_printing_command_quietly() {
+    let cases: &[(&[&str], i32)] = &[
+        (&["validate", "-f", "examples/"], 0),
+        (&["schema"], 0),
+        (&["completions", "bash"], 0),
+        (&["man"], 0),
+        (&["--help"], 0),
+        (
+            &[
+                "simulate",
+                "-f",
+                "examples/multi.yaml",
+                "--trace",
+                "examples/traces/step.csv",
+            ],
+            0,
+        ),
+        (&["status"], 0),
+    ];
+    for (args, code) in cases {
+        let out = run_into_closed_pipe(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn logs_carry_no_colour_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plot = dir.path().join("plot.svg");
+    let out = Command::new(bin())
+        .args([
+            "simulate",
+            "-f",
+            "examples/web.yaml",
+            "--trace",
+            "examples/traces/step.csv",
+        ])
+        .arg("--plot")
+        .arg(&plot)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run autoscaler");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("plot written"),
+        "no log line to check: {stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI escape in a redirected log: {stderr:?}"
+    );
+}
+
+/// Port 27501 of this file's block (27500-27999).
+#[test]
+fn run_refuses_a_listen_address_in_use_before_the_first_pass() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:27501").expect("bind 27501");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = Instant::now();
+    let mut child = Command::new(bin())
+        .args([
+            "run",
+            "-f",
+            "examples/web.yaml",
+            "--listen",
+            "127.0.0.1:27501",
+        ])
+        .args(["--nginx-bin", "/bin/sh"])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        // Whatever the engine does, the port is checked first.
+        .env(
+            "DOCKER_HOST",
+            "unix:///nonexistent/autoscaler-cli-test.sock",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn autoscaler run");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`run` kept running with its listen address taken");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    drop(taken);
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("cannot listen on 127.0.0.1:27501"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--listen"), "{stderr}");
+}
+
+/// `diff | head -2` on the real engine (ports 27510-27599): a quiet end, exit 1 (pending).
+#[test]
+fn diff_into_head_ends_quietly_with_its_own_exit_code() {
+    let Some(env) = support::Env::new("cli_diff_head", 27510) else {
+        return;
+    };
+    env.write_policy(&env.opts());
+    let policy = env.policy_path();
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = env
+        .command(&["diff", "-f", policy.to_str().expect("utf-8 path")])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run diff");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "changes are pending: {stderr}");
+}
