@@ -71,7 +71,7 @@ pub fn run(args: Args) -> ExitCode {
     match run_inner(*args.inner) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("autoscaler load: {err:#}");
+            eprintln!("autoscaler load: {}", super::exit::describe_anyhow(&err));
             super::Exit::Invalid.into()
         }
     }

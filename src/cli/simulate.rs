@@ -55,7 +55,10 @@ pub fn run(args: Args) -> ExitCode {
     match execute(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("autoscaler simulate: {err:#}");
+            eprintln!(
+                "autoscaler simulate: {}",
+                super::exit::describe_anyhow(&err)
+            );
             super::Exit::Invalid.into()
         }
     }
