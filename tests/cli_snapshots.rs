@@ -2,6 +2,8 @@
 //! `tests/cmd/`) plus the cases a snapshot cannot express: a closed stdout, a log that is
 //! not a terminal, a listen port already taken, and `diff` on the real engine.
 
+mod support;
+
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -209,5 +211,46 @@ fn diff_ends_with_a_one_line_summary() {
         stdout.lines().last(),
         Some("2 to create, 0 to remove, nginx changes"),
         "{stdout}"
+    );
+}
+
+/// `diff` after a template edit names what changed (real engine, nginx and demo image;
+/// ports 27700-27799 through the shared fixture, which removes what the test made).
+#[test]
+fn diff_names_what_changed_in_a_template() {
+    let Some(env) = support::Env::new("cli_template", 27700) else {
+        return;
+    };
+    let mut opts = env.opts();
+    env.write_policy(&opts);
+    let out = env.reconcile();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    opts.env = vec![("MODE".into(), "fast".into())];
+    opts.args = vec!["--latency-ms".into(), "1".into()];
+    env.write_policy(&opts);
+    let policy = env.policy_path();
+    let out = env.run(&["diff", "-f", policy.to_str().expect("utf-8 path")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let detail = stdout
+        .lines()
+        .find(|l| l.starts_with("cli-template: template: "))
+        .unwrap_or_else(|| panic!("no template detail in:\n{stdout}"));
+    assert!(detail.contains("env MODE added"), "{detail}");
+    assert!(
+        detail.contains(
+            "args [\"--port\", \"8000\"] → [\"--port\", \"8000\", \"--latency-ms\", \"1\"]"
+        ),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains("fast"),
+        "env values stay private: {detail}"
     );
 }

@@ -7,6 +7,7 @@ use super::{Exit, common};
 use crate::outln;
 use crate::plan::{Plan, Step};
 use crate::reconcile::{DEFAULT_DRAIN_TIMEOUT, PassMode};
+use crate::runtime::template::TemplateSummary;
 
 /// `diff --help` examples.
 pub const EXAMPLES: &str = "\
@@ -52,6 +53,9 @@ async fn diff(
             outln!("{}: {decision}", policy.metadata.name);
         }
         crate::out!("{}", report.plan);
+        if replaces_template(&report.plan) {
+            outln!("{}", template_detail(&op, policy).await);
+        }
         summary.add(&report.plan);
         reports.push((report, Some(*policy)));
     }
@@ -78,6 +82,51 @@ async fn diff(
     }
     outln!("{summary}");
     Ok(summary.pending())
+}
+
+/// Whether a plan rolls replicas because their template changed.
+fn replaces_template(plan: &Plan) -> bool {
+    plan.steps
+        .iter()
+        .any(|s| matches!(s, Step::Remove { reason, .. } if reason == TEMPLATE_CHANGED))
+}
+
+/// The reason the planner gives a replica that is rolled for a new template.
+const TEMPLATE_CHANGED: &str = "template changed";
+
+/// `web: template: image demo:1 → demo:2; env MODE added`, from the template label the
+/// running replicas carry, compared with what the policy would create now.
+async fn template_detail(
+    op: &common::HostOperator,
+    policy: &crate::policy::types::ScalingPolicy,
+) -> String {
+    let name = &policy.metadata.name;
+    let new = TemplateSummary::of(&crate::reconcile::execute::replica_spec(policy, "", 0));
+    let running = match op.runtime().templates(name).await {
+        Ok(running) => running,
+        Err(e) => return format!("{name}: template changed (cannot read the running one: {e})"),
+    };
+    let mut changes: BTreeSet<String> = BTreeSet::new();
+    let mut unknown = 0;
+    for old in running.values() {
+        match old {
+            Some(old) if old != &new => changes.extend(old.changes_to(&new)),
+            Some(_) => {}
+            None => unknown += 1,
+        }
+    }
+    let mut text = format!("{name}: template: ");
+    if changes.is_empty() {
+        text.push_str("changed");
+    } else {
+        text.push_str(&changes.into_iter().collect::<Vec<_>>().join("; "));
+    }
+    if unknown > 0 {
+        text.push_str(&format!(
+            " ({unknown} replica(s) predate the template label: no detail for them)"
+        ));
+    }
+    text
 }
 
 /// The counts behind `diff`'s last line ("2 to create, 1 to remove, nginx changes").
