@@ -53,6 +53,7 @@ pub enum SimulateError {
 
 /// A request-rate trace: `rps[s]` is the rate during second `s`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Trace {
     /// Requests per second, one entry per second from 0.
     pub rps: Vec<f64>,
@@ -112,6 +113,7 @@ impl Trace {
 
 /// Knobs of the model.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Model {
     /// Time from starting a replica until it serves traffic.
     pub startup_delay_ms: u64,
@@ -130,6 +132,7 @@ impl Default for Model {
 
 /// The state of one simulated second.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Second {
     /// Second of the trace.
     pub second: u64,
@@ -147,6 +150,7 @@ pub struct Second {
 
 /// A change the policy made.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Event {
     /// Second of the trace.
     pub second: u64,
@@ -160,6 +164,7 @@ pub struct Event {
 
 /// Figures of one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Summary {
     /// Policy name.
     pub policy: String,
@@ -179,6 +184,7 @@ pub struct Summary {
 
 /// One policy over one trace.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Run {
     /// The figures.
     pub summary: Summary,

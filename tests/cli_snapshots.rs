@@ -254,3 +254,64 @@ fn diff_names_what_changed_in_a_template() {
         "env values stay private: {detail}"
     );
 }
+
+/// Every key of a JSON document (map keys of `policies` are names, not keys: skipped).
+fn json_keys(value: &serde_json::Value, parent: &str, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                if parent != "policies" {
+                    out.push(k.clone());
+                }
+                json_keys(v, k, out);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| json_keys(v, parent, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_json_output_uses_camel_case_keys() {
+    let cases: &[&[&str]] = &[
+        &["status", "--json", "--state-dir", "tests/cmd/inputs/state"],
+        &["events", "--json", "--state-dir", "tests/cmd/inputs/state"],
+        &[
+            "simulate",
+            "-f",
+            "examples/web.yaml",
+            "--trace",
+            "examples/traces/step.csv",
+            "--json",
+        ],
+        // Port 27998 of this file's block: nothing listens, every request fails (exit 1).
+        &[
+            "load",
+            "--url",
+            "http://127.0.0.1:27998/",
+            "--rps",
+            "5",
+            "--duration",
+            "1s",
+            "--json",
+        ],
+    ];
+    for args in cases {
+        let out = Command::new(bin())
+            .args(*args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run autoscaler");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let mut keys = Vec::new();
+        json_keys(&doc, "", &mut keys);
+        assert!(!keys.is_empty(), "{args:?}");
+        let snake: Vec<&String> = keys.iter().filter(|k| k.contains('_')).collect();
+        assert!(snake.is_empty(), "{args:?}: snake_case keys {snake:?}");
+    }
+}
