@@ -315,3 +315,77 @@ fn every_json_output_uses_camel_case_keys() {
         assert!(snake.is_empty(), "{args:?}: snake_case keys {snake:?}");
     }
 }
+
+/// `events --follow --since 10m` prints an event appended after it started, once, and
+/// never the old one that `--since` excludes.
+#[test]
+fn events_follow_prints_new_events_as_they_are_recorded() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("state dir");
+    let events = state.join("events.jsonl");
+    std::fs::write(
+        &events,
+        "{\"atMs\":1700000000000,\"policy\":\"web\",\"kind\":\"ScaledUp\",\"message\":\"old\"}\n",
+    )
+    .expect("write events");
+    let mut child = Command::new(bin())
+        .args(["events", "--follow", "--since", "10m", "--json", "--state-dir"])
+        .arg(&state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn events --follow");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&events)
+        .expect("open events");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis();
+    writeln!(
+        file,
+        "{{\"atMs\":{now_ms},\"policy\":\"web\",\"kind\":\"StepFailed\",\"message\":\"new one\"}}"
+    )
+    .expect("append event");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push(line);
+        }
+        if seen.iter().any(|l| l.contains("new one")) {
+            break;
+        }
+    }
+    // Let a second poll pass: the new event must not be printed twice.
+    std::thread::sleep(Duration::from_millis(1500));
+    seen.extend(rx.try_iter());
+    let _ = child.kill();
+    let _ = child.wait();
+    let new_lines = seen.iter().filter(|l| l.contains("new one")).count();
+    assert_eq!(new_lines, 1, "{seen:#?}");
+    assert!(!seen.iter().any(|l| l.contains("\"old\"")), "{seen:#?}");
+    let line = seen
+        .iter()
+        .find(|l| l.contains("new one"))
+        .expect("printed");
+    let row: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+    assert_eq!(row["kind"], "StepFailed");
+    assert!(
+        row["lastSeen"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{row}"
+    );
+}

@@ -39,7 +39,8 @@ pub struct Args {
     /// Keep printing new events as they are recorded, until interrupted.
     #[arg(long, short = 'w')]
     pub follow: bool,
-    /// Print JSON (camelCase keys, RFC 3339 times) instead of a table.
+    /// Print JSON (camelCase keys, RFC 3339 times) instead of a table; with `--follow`,
+    /// one object per line.
     #[arg(long)]
     pub json: bool,
 }
@@ -185,7 +186,15 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     let rows = aggregate(&events);
-    if args.json {
+    if args.json && args.follow {
+        // A stream: one JSON object per line, first the aggregated past, then each new event.
+        for row in &rows {
+            write_stdout(&format!(
+                "{}\n",
+                serde_json::to_string(row).unwrap_or_default()
+            ));
+        }
+    } else if args.json {
         match serde_json::to_string_pretty(&rows) {
             Ok(text) => write_stdout(&format!("{text}\n")),
             Err(e) => {
@@ -201,18 +210,20 @@ pub fn run(args: Args) -> ExitCode {
     if !args.follow {
         return Exit::Ok.into();
     }
-    follow(&args, events, read)
+    follow(&args, events, since_ms, read)
 }
 
 /// Polls the file once a second and prints what is new, one line per new event.
 fn follow(
     args: &Args,
     mut seen: Vec<Event>,
+    since_ms: Option<u64>,
     read: impl Fn(Option<u64>) -> Result<Vec<Event>, crate::state::StateError>,
 ) -> ExitCode {
     loop {
         std::thread::sleep(Duration::from_secs(1));
-        let since = seen.last().map(|e| e.at_ms);
+        // Never before `--since`, nor before what was printed already.
+        let since = seen.last().map(|e| e.at_ms).or(since_ms);
         let events = match read(since) {
             Ok(events) => events,
             Err(e) => {
@@ -227,7 +238,7 @@ fn follow(
                 !seen
                     .iter()
                     .rev()
-                    .take_while(|s| Some(s.at_ms) == since)
+                    .take_while(|s| s.at_ms == e.at_ms)
                     .any(|s| s == e)
             })
             .collect();
