@@ -25,9 +25,6 @@ pub mod validate;
 
 pub use exit::Exit;
 
-/// Exit code for invalid input (bad policy, bad flags).
-pub const EXIT_INVALID: u8 = 2;
-
 /// A Kubernetes-style autoscaling operator for plain Docker hosts behind NGINX.
 #[derive(Debug, Parser)]
 #[command(
