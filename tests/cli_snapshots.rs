@@ -331,7 +331,14 @@ fn events_follow_prints_new_events_as_they_are_recorded() {
     )
     .expect("write events");
     let mut child = Command::new(bin())
-        .args(["events", "--follow", "--since", "10m", "--json", "--state-dir"])
+        .args([
+            "events",
+            "--follow",
+            "--since",
+            "10m",
+            "--json",
+            "--state-dir",
+        ])
         .arg(&state)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

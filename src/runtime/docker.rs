@@ -99,7 +99,7 @@ impl DockerRuntime {
     }
 
     /// What each owned replica of `policy` runs, by container name, as its
-    /// [`LABEL_TEMPLATE`](super::template::LABEL_TEMPLATE) says (`None`: a replica made
+    /// [`LABEL_TEMPLATE`] label says (`None`: a replica made
     /// before the label existed). For `diff`'s template detail.
     pub async fn templates(
         &self,
