@@ -81,6 +81,7 @@ fn logs_carry_no_colour_when_stderr_is_not_a_terminal() {
         .arg(&plot)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("NO_COLOR")
+        .env("AUTOSCALER_LOG", "info")
         .output()
         .expect("run autoscaler");
     let stderr = String::from_utf8_lossy(&out.stderr);
