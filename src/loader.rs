@@ -112,7 +112,7 @@ pub fn is_policy_file(path: &Path) -> bool {
 /// The files a path names: itself, or the sorted `*.yaml`/`*.yml` directly inside it.
 fn expand(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
     let meta =
-        std::fs::metadata(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
+        std::fs::metadata(path).map_err(|e| file_error(path, io_in_words("cannot read", &e)))?;
     if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
@@ -133,9 +133,18 @@ fn expand(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
     Ok(files)
 }
 
+/// An I/O error said plainly: "file not found", "permission denied", else `what: error`.
+fn io_in_words(what: &str, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "file not found".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => format!("{what}: {e}"),
+    }
+}
+
 /// Reads at most `MAX_FILE_BYTES + 1` bytes and decodes them as UTF-8.
 fn read_text(path: &Path) -> Result<String, PolicyError> {
-    let file = File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
+    let file = File::open(path).map_err(|e| file_error(path, io_in_words("cannot open", &e)))?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES as u64 + 1)
         .read_to_end(&mut bytes)

@@ -56,6 +56,7 @@ pub enum SimulateError {
 
 /// A request-rate trace: `rps[s]` is the rate during second `s`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Trace {
     /// Requests per second, one entry per second from 0.
     pub rps: Vec<f64>,
@@ -115,6 +116,7 @@ impl Trace {
 
 /// Knobs of the model.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Model {
     /// Time from starting a replica until it serves traffic.
     pub startup_delay_ms: u64,
@@ -133,6 +135,7 @@ impl Default for Model {
 
 /// The state of one simulated second.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Second {
     /// Second of the trace.
     pub second: u64,
@@ -150,6 +153,7 @@ pub struct Second {
 
 /// A change the policy made.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Event {
     /// Second of the trace.
     pub second: u64,
@@ -163,6 +167,7 @@ pub struct Event {
 
 /// Figures of one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Summary {
     /// Policy name.
     pub policy: String,
@@ -182,6 +187,7 @@ pub struct Summary {
 
 /// One policy over one trace.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Run {
     /// The figures.
     pub summary: Summary,

@@ -11,6 +11,9 @@ use crate::reconcile::{Operator, OperatorSettings};
 use crate::runtime::docker::DockerRuntime;
 use crate::state::StateDir;
 
+use super::Exit;
+use super::preflight::PreflightError;
+
 /// `-f PATH...`: policy files or directories.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PolicyArgs {
@@ -45,19 +48,32 @@ pub struct OperatorArgs {
     #[arg(long, env = "AUTOSCALER_LOCK_DIR")]
     pub lock_dir: Option<PathBuf>,
     /// `managed`: run our own nginx master under the state dir; `external`: write a file and run a reload command.
-    #[arg(long, value_enum, default_value = "managed")]
+    #[arg(
+        long,
+        value_enum,
+        env = "AUTOSCALER_NGINX_MODE",
+        default_value = "managed"
+    )]
     pub nginx_mode: NginxMode,
     /// The nginx binary (also used for `nginx -t` in external mode).
     #[arg(long, env = "AUTOSCALER_NGINX", default_value = "nginx")]
     pub nginx_bin: PathBuf,
     /// External mode: the file to write (included by your nginx's `http` block).
-    #[arg(long, required_if_eq("nginx_mode", "external"))]
+    #[arg(
+        long,
+        env = "AUTOSCALER_NGINX_CONFIG",
+        required_if_eq("nginx_mode", "external")
+    )]
     pub nginx_config: Option<PathBuf>,
     /// External mode: the reload command, e.g. `systemctl reload nginx` (split on spaces).
-    #[arg(long, required_if_eq("nginx_mode", "external"))]
+    #[arg(
+        long,
+        env = "AUTOSCALER_NGINX_RELOAD_COMMAND",
+        required_if_eq("nginx_mode", "external")
+    )]
     pub nginx_reload_command: Option<String>,
     /// Managed mode: nginx worker processes.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, env = "AUTOSCALER_NGINX_WORKERS", default_value_t = 2)]
     pub nginx_workers: u32,
 }
 
@@ -153,6 +169,12 @@ impl OperatorArgs {
         })
     }
 
+    /// Fails fast when the nginx binary cannot be found (`nginx -t` would say only
+    /// "No such file or directory", which reads like a missing config).
+    pub fn check_nginx(&self) -> Result<PathBuf, PreflightError> {
+        super::preflight::find_nginx(&self.nginx_bin)
+    }
+
     /// Connects to Docker and builds the operator.
     pub async fn operator(&self) -> anyhow::Result<HostOperator> {
         let runtime = DockerRuntime::connect(&self.instance).await?;
@@ -178,7 +200,7 @@ pub fn load_policies(args: &PolicyArgs) -> Result<Vec<LoadedPolicy>, ExitCode> {
     loader::load_paths(&args.files).map_err(|errors| {
         eprintln!("{errors}");
         eprintln!("nothing was changed");
-        ExitCode::from(super::EXIT_INVALID)
+        Exit::Invalid.into()
     })
 }
 
@@ -205,13 +227,14 @@ pub fn source_files(policies: &[LoadedPolicy], args: &PolicyArgs) -> Vec<PathBuf
 /// The frame every host-driving subcommand shares: load and validate the policies (exit 2
 /// on bad input, before anything is touched), start the async runtime, take the state
 /// lock when `lock` names the command, then run `body` with the policies and the files
-/// they came from. An error prints as `autoscaler CMD: ...` and exits with `error_code`.
+/// they came from. An error prints as `autoscaler CMD: ...` and exits 3 when the host
+/// cannot be used (see [`super::exit::classify`]), else with `error_code`.
 pub fn drive<F, Fut>(
     cmd: &str,
     policies: &PolicyArgs,
     operator: &OperatorArgs,
     lock: Option<&str>,
-    error_code: ExitCode,
+    error_code: Exit,
     body: F,
 ) -> ExitCode
 where
@@ -227,22 +250,22 @@ where
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("autoscaler {cmd}: cannot start the async runtime: {e}");
-            return error_code;
+            return Exit::Unavailable.into();
         }
     };
     let _lock = match lock.map(|what| operator.state().lock(what)).transpose() {
         Ok(lock) => lock,
         Err(e) => {
             eprintln!("autoscaler {cmd}: {e}");
-            return error_code;
+            return Exit::Unavailable.into();
         }
     };
     runtime.block_on(async move {
         match body(loaded, files).await {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("autoscaler {cmd}: {e:#}");
-                error_code
+                eprintln!("autoscaler {cmd}: {}", super::exit::describe_anyhow(&e));
+                super::exit::classify(&e, error_code).into()
             }
         }
     })
@@ -250,9 +273,5 @@ where
 
 /// Exit 0 when `ok`, else 1.
 pub fn exit_if(ok: bool) -> ExitCode {
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    super::exit::ok_or_failed(ok)
 }

@@ -7,6 +7,12 @@ use super::common;
 use crate::lb::LoadBalancer;
 use crate::reconcile::PassMode;
 
+/// `down --help` examples.
+pub const EXAMPLES: &str = "\
+Examples:
+  autoscaler down -f policy.yaml
+  autoscaler down -f policies/ --state-dir /var/lib/autoscaler";
+
 /// Arguments of `autoscaler down`: the policies and how to reach the host.
 pub type Args = common::HostArgs;
 
@@ -18,7 +24,7 @@ pub fn run(args: Args) -> ExitCode {
         &args.policies,
         &args.operator,
         Some("down"),
-        ExitCode::FAILURE,
+        super::Exit::Failed,
         |policies, _files| async move { Ok(common::exit_if(down(args, &policies).await?)) },
     )
 }
@@ -37,12 +43,12 @@ async fn down(args: &Args, policies: &[crate::loader::LoadedPolicy]) -> anyhow::
             .await?;
         ok &= super::reconcile::print_report(&report);
         if report.converged() {
-            println!("{}: down", policy.metadata.name);
+            crate::outln!("{}: down", policy.metadata.name);
         }
     }
     if ok && op.upstream_count().await == 0 {
         op.lb().stop().await?;
-        println!("no policy left: nginx stopped");
+        crate::outln!("no policy left: nginx stopped");
     }
     Ok(ok)
 }

@@ -6,6 +6,13 @@ use std::time::Duration;
 
 use crate::load::{self, LoadConfig, Mode, Profile};
 
+/// `load --help` examples.
+pub const EXAMPLES: &str = "\
+Examples:
+  autoscaler load --url http://127.0.0.1:8080/ --rps 200 --duration 60s
+  autoscaler load --url http://127.0.0.1:8080/ --profile 5@10s,90@30s,5@60s --json
+  autoscaler load --url http://127.0.0.1:8080/ --concurrency 64 --duration 10s --max-error-rate 0.01";
+
 /// Arguments of `autoscaler load` (boxed so the subcommand enum stays small).
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -58,13 +65,14 @@ pub struct LoadArgs {
     pub max_error_rate: Option<f64>,
 }
 
-/// Runs the subcommand: 0 done, 1 error rate exceeded, 2 bad arguments or could not start.
+/// Runs the subcommand: 0 done, 1 every request failed or the error rate exceeded
+/// `--max-error-rate`, 2 bad arguments or could not start.
 pub fn run(args: Args) -> ExitCode {
     match run_inner(*args.inner) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("autoscaler load: {err:#}");
-            ExitCode::from(super::EXIT_INVALID)
+            eprintln!("autoscaler load: {}", super::exit::describe_anyhow(&err));
+            super::Exit::Invalid.into()
         }
     }
 }
@@ -123,9 +131,22 @@ fn run_inner(args: LoadArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("cannot write timeline {}: {e}", path.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report.human());
+        crate::out!("{}", report.human());
+    }
+    if report.sent > 0 && report.ok == 0 {
+        eprintln!(
+            "autoscaler load: every request failed ({} of {}: {} connect, {} timeout, {} 5xx, {} 4xx, {} other)",
+            report.failed,
+            report.sent,
+            report.failures.connect,
+            report.failures.timeout,
+            report.failures.status_5xx,
+            report.failures.status_4xx,
+            report.failures.other
+        );
+        return Ok(super::Exit::Failed.into());
     }
     if let Some(max) = args.max_error_rate
         && report.error_rate() > max
@@ -134,7 +155,7 @@ fn run_inner(args: LoadArgs) -> anyhow::Result<ExitCode> {
             "autoscaler load: error rate {:.4} exceeds --max-error-rate {max}",
             report.error_rate()
         );
-        return Ok(ExitCode::from(1));
+        return Ok(super::Exit::Failed.into());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(super::Exit::Ok.into())
 }

@@ -5,6 +5,13 @@ use crate::reconcile::{DEFAULT_DRAIN_TIMEOUT, PassMode, PolicyReport};
 use std::collections::BTreeSet;
 use std::process::ExitCode;
 
+/// `reconcile --help` examples.
+pub const EXAMPLES: &str = "\
+Examples:
+  autoscaler reconcile --once -f policy.yaml
+  autoscaler reconcile --once -f policies/ --state-dir /var/lib/autoscaler   # from cron
+  * * * * * cd /srv/app && autoscaler reconcile --once -f policies/ >> reconcile.log 2>&1";
+
 /// Arguments of `autoscaler reconcile`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,7 +32,7 @@ pub fn run(args: Args) -> ExitCode {
         &args.policies,
         &args.operator,
         Some("reconcile --once"),
-        ExitCode::FAILURE,
+        super::Exit::Failed,
         |policies, files| async move { Ok(common::exit_if(pass(args, &policies, &files).await?)) },
     )
 }
@@ -35,6 +42,7 @@ async fn pass(
     policies: &[crate::loader::LoadedPolicy],
     files: &[std::path::PathBuf],
 ) -> anyhow::Result<bool> {
+    args.operator.check_nginx()?;
     let op = args.operator.operator().await?;
     let sources: Vec<_> = policies
         .iter()
@@ -60,7 +68,7 @@ async fn pass(
             Ok(report) => converged &= print_report(&report),
             Err(e) => {
                 converged = false;
-                eprintln!("autoscaler reconcile: {e}");
+                eprintln!("autoscaler reconcile: {}", super::exit::describe(&e));
             }
         }
     }
@@ -68,7 +76,7 @@ async fn pass(
         let report = op
             .remove_policy(&name, DEFAULT_DRAIN_TIMEOUT, PassMode::Apply, None)
             .await?;
-        println!("{name}: removed from its file, tearing down");
+        crate::outln!("{name}: removed from its file, tearing down");
         converged &= print_report(&report);
     }
     Ok(converged)
@@ -77,27 +85,27 @@ async fn pass(
 /// Prints what a pass did; returns whether it converged.
 pub fn print_report(report: &PolicyReport) -> bool {
     if let Some(decision) = &report.decision {
-        println!("{}: {decision}", report.policy);
+        crate::outln!("{}: {decision}", report.policy);
     }
     for step in &report.done {
-        println!("{}: {step}", report.policy);
+        crate::outln!("{}: {step}", report.policy);
     }
     if let Some((step, e)) = &report.error {
-        println!("{}: FAILED {step}: {e}", report.policy);
-        println!(
+        crate::outln!("{}: FAILED {step}: {e}", report.policy);
+        crate::outln!(
             "{}: the next pass resumes from what it observes",
             report.policy
         );
         return false;
     }
     for failure in &report.retire_failures {
-        println!("{}: FAILED {failure}", report.policy);
+        crate::outln!("{}: FAILED {failure}", report.policy);
     }
     if !report.retire_failures.is_empty() {
         return false;
     }
     if report.plan.is_empty() {
-        println!("{}: converged, nothing to do", report.policy);
+        crate::outln!("{}: converged, nothing to do", report.policy);
     }
     true
 }

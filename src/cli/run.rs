@@ -9,9 +9,17 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::common::{self, OperatorArgs, PolicyArgs};
+use super::{Exit, preflight};
 use crate::api::{self, Telemetry};
 use crate::controller::{self, DaemonConfig, Loader};
 use crate::runtime::docker::DockerRuntime;
+
+/// `run --help` examples.
+pub const EXAMPLES: &str = "\
+Examples:
+  autoscaler run -f policies/
+  autoscaler run -f policy.yaml --listen 127.0.0.1:9200 --interval 2s 2>> daemon.log
+  AUTOSCALER_LISTEN=0.0.0.0:9100 AUTOSCALER_STATE_DIR=/var/lib/autoscaler autoscaler run -f /etc/autoscaler/";
 
 /// Arguments of `autoscaler run`.
 #[derive(Debug, clap::Args)]
@@ -21,13 +29,13 @@ pub struct Args {
     #[command(flatten)]
     pub operator: OperatorArgs,
     /// Per-policy metrics scrape and reconcile interval.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AUTOSCALER_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
     /// Full resync period.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AUTOSCALER_RESYNC", default_value = "30s", value_parser = humantime::parse_duration)]
     pub resync: Duration,
     /// Address of the HTTP endpoint (`/metrics`, `/healthz`, `/status`); loopback by default.
-    #[arg(long, default_value = "127.0.0.1:9100")]
+    #[arg(long, env = "AUTOSCALER_LISTEN", default_value = "127.0.0.1:9100")]
     pub listen: SocketAddr,
     /// Allow `--listen` on a non-loopback address: the endpoint has no authentication and
     /// shows policy names, replica addresses and events to whoever reaches it.
@@ -35,12 +43,14 @@ pub struct Args {
     pub allow_remote_api: bool,
 }
 
-/// Runs until SIGINT/SIGTERM (graceful), a second signal exits at once.
+/// Runs until SIGINT/SIGTERM (graceful), a second signal exits at once. What cannot
+/// work (lock held, listen address taken, nginx missing) ends it before the first pass
+/// with exit 3.
 pub fn run(args: Args) -> ExitCode {
     // Before anything is loaded or touched: a refused address changes nothing.
     if let Err(e) = api::check_listen(args.listen, args.allow_remote_api) {
         eprintln!("autoscaler run: {e}");
-        return ExitCode::from(super::EXIT_INVALID);
+        return Exit::Invalid.into();
     }
     let initial = match common::load_policies(&args.policies) {
         Ok(p) => p,
@@ -49,47 +59,62 @@ pub fn run(args: Args) -> ExitCode {
     if let Err(errors) = refuse_api_listen(&initial, args.listen) {
         eprintln!("{errors}");
         eprintln!("nothing was changed");
-        return ExitCode::from(super::EXIT_INVALID);
+        return Exit::Invalid.into();
     }
     let files = common::source_files(&initial, &args.policies);
     let runtime = match super::tokio_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("autoscaler run: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return Exit::Unavailable.into();
         }
     };
     let lock = match args.operator.state().lock("run") {
         Ok(lock) => lock,
         Err(e) => {
             eprintln!("autoscaler run: {e}");
-            return ExitCode::FAILURE;
+            return Exit::Unavailable.into();
         }
     };
-    let code = runtime.block_on(daemon(args, (initial, files)));
+    if let Err(e) = args.operator.check_nginx() {
+        eprintln!("autoscaler run: {e}");
+        return Exit::Unavailable.into();
+    }
+    let listener = match runtime.block_on(preflight::bind_listen(args.listen)) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("autoscaler run: {e}");
+            return Exit::Unavailable.into();
+        }
+    };
+    let code = runtime.block_on(daemon(args, listener, (initial, files)));
     drop(lock);
     code
 }
 
-async fn daemon(args: Args, initial: (Vec<crate::loader::LoadedPolicy>, Vec<PathBuf>)) -> ExitCode {
+async fn daemon(
+    args: Args,
+    listener: tokio::net::TcpListener,
+    initial: (Vec<crate::loader::LoadedPolicy>, Vec<PathBuf>),
+) -> ExitCode {
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
     let telemetry = Arc::new(Telemetry::new());
     let api_task = {
         let telemetry = telemetry.clone();
         let shutdown = shutdown.clone();
-        let addr = args.listen;
-        tokio::spawn(async move { api::serve(addr, telemetry, shutdown).await })
+        tracing::info!(addr = %args.listen, "HTTP endpoint listening (/metrics, /healthz, /status)");
+        tokio::spawn(async move { api::serve_on(listener, telemetry, shutdown).await })
     };
     // The engine may be down at start: keep retrying, serving /healthz meanwhile.
     let Some(runtime) = connect_with_retry(&args.operator.instance, &shutdown).await else {
-        return ExitCode::SUCCESS;
+        return Exit::Ok.into();
     };
     let lb = match args.operator.load_balancer() {
         Ok(lb) => lb,
         Err(e) => {
-            eprintln!("autoscaler run: {e:#}");
-            return ExitCode::from(super::EXIT_INVALID);
+            eprintln!("autoscaler run: {}", super::exit::describe_anyhow(&e));
+            return Exit::Invalid.into();
         }
     };
     let op = match crate::reconcile::Operator::new(
@@ -100,8 +125,8 @@ async fn daemon(args: Args, initial: (Vec<crate::loader::LoadedPolicy>, Vec<Path
     ) {
         Ok(op) => Arc::new(op),
         Err(e) => {
-            eprintln!("autoscaler run: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("autoscaler run: {}", super::exit::describe(&e));
+            return Exit::Unavailable.into();
         }
     };
     let paths = args.policies.clone();
@@ -122,10 +147,10 @@ async fn daemon(args: Args, initial: (Vec<crate::loader::LoadedPolicy>, Vec<Path
     shutdown.cancel();
     match api_task.await {
         Ok(Err(e)) => {
-            eprintln!("autoscaler run: {e}");
-            ExitCode::FAILURE
+            eprintln!("autoscaler run: {}", super::exit::describe(&e));
+            Exit::Unavailable.into()
         }
-        _ => ExitCode::SUCCESS,
+        _ => Exit::Ok.into(),
     }
 }
 

@@ -1,7 +1,12 @@
 //! `autoscaler schema`: prints the JSON Schema of `ScalingPolicy`.
 
-use std::io::Write;
 use std::process::ExitCode;
+
+/// `schema --help` examples.
+pub const EXAMPLES: &str = "\
+Examples:
+  autoscaler schema > scalingpolicy.schema.json
+  autoscaler schema | check-jsonschema --check-metaschema -";
 
 /// Arguments of `autoscaler schema`.
 #[derive(Debug, clap::Args)]
@@ -9,12 +14,6 @@ pub struct Args {}
 
 /// Writes the schema (as committed in `manifests/scalingpolicy.schema.json`) to stdout.
 pub fn run(_args: Args) -> ExitCode {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(crate::policy::schema_json().as_bytes()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("autoscaler schema: cannot write: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    super::output::write_stdout(&crate::policy::schema_json());
+    super::Exit::Ok.into()
 }

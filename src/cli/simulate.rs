@@ -11,11 +11,19 @@ use serde::Serialize;
 use crate::policy::types::ScalingPolicy;
 use crate::simulate::{self, Model, Run, Trace};
 
+/// `simulate --help` examples.
+pub const EXAMPLES: &str = "\
+Examples:
+  autoscaler simulate -f policy.yaml --trace examples/traces/step.csv
+  autoscaler simulate -f fast.yaml -f slow.yaml --trace examples/traces/step.csv --plot out.svg
+  autoscaler simulate -f policies.yaml --trace trace.csv --json   # every policy of a multi-document file";
+
 /// Arguments of `autoscaler simulate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Policy file; repeat with `--compare` to put several policies side by side.
-    #[arg(short = 'f', long = "file", required = true)]
+    /// Policy file (every policy of a multi-document file is replayed); repeat to put
+    /// several policies side by side.
+    #[arg(short = 'f', long = "filename", required = true, value_name = "PATH")]
     pub files: Vec<PathBuf>,
     /// CSV trace `second,rps` (see examples/traces/).
     #[arg(long)]
@@ -51,8 +59,11 @@ pub fn run(args: Args) -> ExitCode {
     match execute(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("autoscaler simulate: {err:#}");
-            ExitCode::from(super::EXIT_INVALID)
+            eprintln!(
+                "autoscaler simulate: {}",
+                super::exit::describe_anyhow(&err)
+            );
+            super::Exit::Invalid.into()
         }
     }
 }
@@ -69,10 +80,11 @@ fn execute(args: &Args) -> anyhow::Result<()> {
     let mut target = None;
     let mut first = None;
     for path in &args.files {
-        let policy = read_policy(path)?;
-        target = target.or_else(|| policy.spec.metrics.first().map(|m| m.target_per_replica()));
-        runs.push(simulate::simulate(&policy, &trace, &model)?);
-        first.get_or_insert(policy);
+        for policy in read_policies(path)? {
+            target = target.or_else(|| policy.spec.metrics.first().map(|m| m.target_per_replica()));
+            runs.push(simulate::simulate(&policy, &trace, &model)?);
+            first.get_or_insert(policy);
+        }
     }
     if let (true, Some(policy)) = (args.baselines, &first) {
         runs.push(simulate::hpa_defaults_baseline(policy, &trace, &model)?);
@@ -110,23 +122,18 @@ fn execute(args: &Args) -> anyhow::Result<()> {
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
 fn print(text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
-        _ => Ok(()),
-    }
+    super::output::write_stdout(text);
+    Ok(())
 }
 
-/// Reads one policy. Private stand-in until the loader lands (then: `loader::load_path`).
 /// Loads a policy file with the same validation as `validate` (each file on its own:
-/// compared policies may share ports). A multi-document file contributes its first policy.
-fn read_policy(path: &Path) -> anyhow::Result<ScalingPolicy> {
-    let mut loaded = crate::loader::load_path(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// compared policies may share ports). Every policy of a multi-document file is replayed.
+fn read_policies(path: &Path) -> anyhow::Result<Vec<ScalingPolicy>> {
+    let loaded = crate::loader::load_path(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     if loaded.is_empty() {
         bail!("{}: no ScalingPolicy in the file", path.display());
     }
-    Ok(loaded.swap_remove(0).policy)
+    Ok(loaded.into_iter().map(|l| l.policy).collect())
 }
 
 fn file_name(path: &Path) -> String {

@@ -3,11 +3,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `validate --help` examples.
+pub const EXAMPLES: &str = "\
+Examples:
+  autoscaler validate -f policy.yaml
+  autoscaler validate -f policies/ -f extra.yaml   # checked together: names and ports must not clash";
+
 /// Arguments of `autoscaler validate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Policy file or directory of `*.yaml`/`*.yml` (repeatable; all are checked together).
-    #[arg(short = 'f', long = "filename", required = true)]
+    #[arg(short = 'f', long = "filename", required = true, value_name = "PATH")]
     pub files: Vec<PathBuf>,
 }
 
@@ -16,7 +22,7 @@ pub fn run(args: Args) -> ExitCode {
     match crate::loader::load_paths(&args.files) {
         Ok(policies) => {
             for p in policies {
-                println!(
+                crate::outln!(
                     "OK {}:{}: ScalingPolicy {}",
                     p.file.display(),
                     p.line,
@@ -28,7 +34,7 @@ pub fn run(args: Args) -> ExitCode {
         Err(errors) => {
             eprintln!("{errors}");
             eprintln!("{} error(s); nothing was changed", errors.errors.len());
-            ExitCode::from(super::EXIT_INVALID)
+            super::Exit::Invalid.into()
         }
     }
 }

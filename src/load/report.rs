@@ -12,6 +12,7 @@ const MAX_TRACKED_US: u64 = 3_600_000_000;
 
 /// Failed requests by class.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Failures {
     /// No connection could be made.
     pub connect: u64,
@@ -34,6 +35,7 @@ impl Failures {
 
 /// Latency percentiles in milliseconds, over requests that got a response (any status).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Latency {
     /// Median.
     pub p50_ms: f64,
@@ -49,6 +51,7 @@ pub struct Latency {
 
 /// One second of the run (requests attributed to the second in which they were sent).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Second {
     /// Seconds since the start of the run.
     pub t: u64,
@@ -66,6 +69,7 @@ pub struct Second {
 
 /// The summary of a run: what `--json` prints and what [`super::run`] returns.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LoadReport {
     /// `open` (scheduled rate) or `closed` (fixed concurrency).
     pub mode: &'static str,

@@ -5,7 +5,7 @@
 //! same text once and records where every key and value starts. Aliases are recorded
 //! where they appear and never expanded, so an alias bomb costs nothing here.
 
-use serde_saphyr::granit_parser::{Event, Parser};
+use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
 
 /// A 1-based line and column in the source text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -27,6 +27,8 @@ struct Entry {
     path: String,
     key: Option<Pos>,
     value: Pos,
+    /// The value is a single- or double-quoted scalar (a string, never a number).
+    quoted: bool,
 }
 
 /// Positions of every field of one YAML document.
@@ -50,6 +52,14 @@ impl DocPositions {
                 None => return self.root.unwrap_or(Pos::START),
             }
         }
+    }
+
+    /// Every value written as a quoted scalar (`max: "10"`): its path and position.
+    pub fn quoted_values(&self) -> impl Iterator<Item = (&str, Pos)> {
+        self.entries
+            .iter()
+            .filter(|e| e.quoted)
+            .map(|e| (e.path.as_str(), e.value))
     }
 
     /// Whether `path` itself (not an ancestor) appears in the source.
@@ -137,20 +147,21 @@ pub fn index_documents(text: &str) -> Vec<DocPositions> {
                 docs.push(DocPositions::default());
                 stack.clear();
             }
-            Event::Scalar(value, ..) => {
+            Event::Scalar(value, style, ..) => {
+                let quoted = matches!(style, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted);
                 if let Some(doc) = docs.last_mut() {
-                    on_node(doc, &mut stack, pos, Some(&value), false);
+                    on_node(doc, &mut stack, pos, Some(&value), false, quoted);
                 }
             }
             Event::Alias(_) => {
                 if let Some(doc) = docs.last_mut() {
-                    on_node(doc, &mut stack, pos, None, false);
+                    on_node(doc, &mut stack, pos, None, false, false);
                 }
             }
             Event::SequenceStart(..) | Event::MappingStart(..) => {
                 let is_map = matches!(event, Event::MappingStart(..));
                 if let Some(doc) = docs.last_mut()
-                    && let Some(path) = on_node(doc, &mut stack, pos, None, true)
+                    && let Some(path) = on_node(doc, &mut stack, pos, None, true, false)
                 {
                     stack.push(if is_map {
                         Frame::Map {
@@ -182,6 +193,7 @@ fn on_node(
     pos: Pos,
     scalar: Option<&str>,
     collection: bool,
+    quoted: bool,
 ) -> Option<String> {
     let Some(top) = stack.last_mut() else {
         doc.root = Some(pos);
@@ -189,6 +201,7 @@ fn on_node(
             path: String::new(),
             key: None,
             value: pos,
+            quoted,
         });
         return Some(String::new());
     };
@@ -206,6 +219,7 @@ fn on_node(
                 path: child.clone(),
                 key: None,
                 value: pos,
+                quoted,
             });
             Some(child)
         }
@@ -216,6 +230,7 @@ fn on_node(
                     path: child.clone(),
                     key: Some(key_pos),
                     value: pos,
+                    quoted,
                 });
                 Some(child)
             }

@@ -88,6 +88,7 @@ pub fn parse_documents(text: &str, file: &str) -> (Vec<ParsedPolicy>, Vec<Policy
         return (Vec::new(), vec![err]);
     }
     let index = index_documents(text);
+    let mut numeric = NumericFields::default();
     let mut policies = Vec::new();
     let mut errors = Vec::new();
     let mut reader = Cursor::new(text.as_bytes());
@@ -97,6 +98,11 @@ pub fn parse_documents(text: &str, file: &str) -> (Vec<ParsedPolicy>, Vec<Policy
             Ok(spanned) => {
                 let pos = location_pos(spanned.referenced);
                 let positions = doc_for(&index, pos).cloned().unwrap_or_default();
+                let quoted = quoted_numbers(&positions, file, &mut numeric);
+                if !quoted.is_empty() {
+                    errors.extend(quoted);
+                    continue;
+                }
                 policies.push(ParsedPolicy {
                     policy: spanned.value,
                     file: file.to_owned(),
@@ -106,7 +112,7 @@ pub fn parse_documents(text: &str, file: &str) -> (Vec<ParsedPolicy>, Vec<Policy
             }
             Err(err) => {
                 let pos = err.location().map(location_pos).unwrap_or(Pos::START);
-                let message = plain_message(&err);
+                let message = in_words(&plain_message(&err));
                 let mut path = doc_for(&index, pos)
                     .map(|d| d.path_at(pos))
                     .unwrap_or_default();
@@ -127,6 +133,120 @@ pub fn parse_documents(text: &str, file: &str) -> (Vec<ParsedPolicy>, Vec<Policy
         ));
     }
     (policies, errors)
+}
+
+/// Which field paths hold numbers, read from the resource's own JSON Schema (built once
+/// per file, only when a quoted value needs checking).
+#[derive(Default)]
+struct NumericFields {
+    schema: Option<serde_json::Value>,
+}
+
+impl NumericFields {
+    fn is_numeric(&mut self, path: &str) -> bool {
+        let schema = self.schema.get_or_insert_with(|| {
+            serde_json::from_str(&super::schema_json()).unwrap_or(serde_json::Value::Null)
+        });
+        let mut nodes = vec![schema as &serde_json::Value];
+        for segment in path_segments(path) {
+            nodes = nodes
+                .into_iter()
+                .flat_map(|n| alternatives(schema, n))
+                .filter_map(|n| match segment {
+                    Segment::Key(k) => n.get("properties").and_then(|p| p.get(k)),
+                    Segment::Index => n.get("items"),
+                })
+                .collect();
+            if nodes.is_empty() {
+                return false;
+            }
+        }
+        nodes
+            .into_iter()
+            .flat_map(|n| alternatives(schema, n))
+            .any(|n| has_type(n, "integer") || has_type(n, "number"))
+    }
+}
+
+enum Segment<'a> {
+    Key(&'a str),
+    Index,
+}
+
+/// `spec.metrics[0].requestRate` → `spec`, `metrics`, `[]`, `requestRate`.
+fn path_segments(path: &str) -> Vec<Segment<'_>> {
+    let mut out = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (key, rest) = part.split_once('[').unwrap_or((part, ""));
+        if !key.is_empty() {
+            out.push(Segment::Key(key));
+        }
+        out.extend(
+            rest.split('[')
+                .filter(|r| !r.is_empty())
+                .map(|_| Segment::Index),
+        );
+    }
+    out
+}
+
+/// A schema node and what it stands for: `$ref` targets and `anyOf`/`oneOf`/`allOf` arms.
+fn alternatives<'a>(
+    root: &'a serde_json::Value,
+    node: &'a serde_json::Value,
+) -> Vec<&'a serde_json::Value> {
+    let mut out = Vec::new();
+    let mut todo = vec![node];
+    while let Some(n) = todo.pop() {
+        if out.len() > 64 {
+            break;
+        }
+        out.push(n);
+        if let Some(target) = n
+            .get("$ref")
+            .and_then(|r| r.as_str())
+            .and_then(|r| r.strip_prefix('#'))
+            .and_then(|pointer| root.pointer(pointer))
+        {
+            todo.push(target);
+        }
+        for key in ["anyOf", "oneOf", "allOf"] {
+            if let Some(arms) = n.get(key).and_then(|a| a.as_array()) {
+                todo.extend(arms);
+            }
+        }
+    }
+    out
+}
+
+fn has_type(node: &serde_json::Value, ty: &str) -> bool {
+    match node.get("type") {
+        Some(serde_json::Value::String(t)) => t == ty,
+        Some(serde_json::Value::Array(ts)) => ts.iter().any(|t| t == ty),
+        _ => false,
+    }
+}
+
+/// A quoted value where the resource wants a number (`max: "10"`) is refused: serde
+/// would read it as 10, but a quoted scalar is a string in YAML, and a policy that
+/// type-checks only because of leniency breaks under stricter tools (kubectl, schemas).
+fn quoted_numbers(
+    positions: &DocPositions,
+    file: &str,
+    numeric: &mut NumericFields,
+) -> Vec<PolicyError> {
+    positions
+        .quoted_values()
+        .filter(|(path, _)| !path.is_empty() && numeric.is_numeric(path))
+        .map(|(path, pos)| {
+            PolicyError::new(
+                file,
+                pos,
+                path,
+                "expected a number, found a quoted string; remove the quotes",
+            )
+        })
+        .collect()
 }
 
 fn location_pos(loc: serde_saphyr::Location) -> Pos {
@@ -157,6 +277,36 @@ fn plain_message(err: &serde_saphyr::Error) -> String {
         _ => text,
     };
     text.trim().to_owned()
+}
+
+/// serde-saphyr's terse messages said the way a person would; others pass unchanged.
+pub fn in_words(message: &str) -> String {
+    let whole = |bits: &str| match bits {
+        "u8" => Some("0 to 255"),
+        "u16" => Some("0 to 65535"),
+        "u32" => Some("0 to 4294967295"),
+        "u64" | "usize" => Some("0 to 18446744073709551615"),
+        _ => None,
+    };
+    if let Some(rest) = message.strip_prefix("invalid ") {
+        let ty = rest.split_whitespace().next().unwrap_or_default();
+        if let Some(range) = whole(ty) {
+            return format!("expected a whole number from {range}");
+        }
+        if matches!(ty, "i8" | "i16" | "i32" | "i64") {
+            return "expected a whole number".to_owned();
+        }
+        if matches!(ty, "f32" | "f64") {
+            return "expected a number".to_owned();
+        }
+    }
+    if message.contains("tabs disallowed") {
+        return "tabs cannot indent YAML; use spaces".to_owned();
+    }
+    if message == "expected mapping start" || message.starts_with("expected mapping start") {
+        return "expected a mapping of `key: value` fields here".to_owned();
+    }
+    message.to_owned()
 }
 
 /// Whether `s` is exactly `N, column M`.
@@ -257,6 +407,65 @@ spec:
             assert!(e[0].starts_with("t.yaml:"), "{e:?}");
             assert!(e[0].contains(&format!(": {path}")), "{to}: {e:?}");
         }
+    }
+
+    #[test]
+    fn a_quoted_number_is_refused_where_the_resource_wants_a_number() {
+        for (from, to, path) in [
+            (
+                "containerPort: 8000",
+                "containerPort: \"8000\"",
+                "spec.template.containerPort",
+            ),
+            (
+                "  ports: {range: 8001-8099}",
+                "  ports: {range: 8001-8099}\n  replicas: {max: '10'}",
+                "spec.replicas.max",
+            ),
+        ] {
+            let e = errs(&GOOD.replace(from, to));
+            assert_eq!(e.len(), 1, "{to}: {e:?}");
+            assert!(
+                e[0].contains(&format!(": {path}: expected a number")),
+                "{e:?}"
+            );
+        }
+        // Strings stay strings: a quoted image, env value or listen address is fine.
+        let ok = GOOD
+            .replace(
+                "image: demo:latest",
+                "image: \"demo:latest\"\n    env: {max: \"10\"}",
+            )
+            .replace("listen: 127.0.0.1:8080", "listen: \"127.0.0.1:8080\"");
+        assert!(errs(&ok).is_empty(), "{:?}", errs(&ok));
+    }
+
+    #[test]
+    fn terse_parser_messages_are_said_in_words() {
+        for (terse, words) in [
+            (
+                "invalid u32",
+                "expected a whole number from 0 to 4294967295",
+            ),
+            ("invalid u16", "expected a whole number from 0 to 65535"),
+            ("invalid f64", "expected a number"),
+            (
+                "tabs disallowed within this context (block indentation uses spaces only)",
+                "tabs cannot indent YAML; use spaces",
+            ),
+            (
+                "expected mapping start",
+                "expected a mapping of `key: value` fields here",
+            ),
+            ("unknown field `colour`", "unknown field `colour`"),
+        ] {
+            assert_eq!(in_words(terse), words, "{terse}");
+        }
+        let e = errs(&GOOD.replace("containerPort: 8000", "containerPort: 70000"));
+        assert!(
+            e[0].ends_with("expected a whole number from 0 to 65535"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -358,7 +358,7 @@ fn step_ports(step: &Step) -> String {
 }
 
 /// The container spec of replica `name` of `policy` on `port`.
-fn replica_spec(policy: &ScalingPolicy, name: &str, port: u16) -> ReplicaSpec {
+pub fn replica_spec(policy: &ScalingPolicy, name: &str, port: u16) -> ReplicaSpec {
     let template = &policy.spec.template;
     ReplicaSpec {
         policy: policy.metadata.name.clone(),

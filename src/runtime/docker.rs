@@ -4,7 +4,7 @@
 //! ([`Replica`], [`RuntimeEvent`]). Ownership is checked twice: by label filters on the
 //! engine side and again on every container and event that comes back.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
@@ -24,6 +24,7 @@ use super::{
     LABEL_HOST_IP, LABEL_HOST_PORT, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_POLICY,
     LABEL_TEMPLATE_HASH, MANAGED_BY_VALUE, Replica, ReplicaSpec, Runtime, RuntimeError,
     RuntimeEvent, is_owned, parse_host_port, replica_labels,
+    template::{LABEL_TEMPLATE, TemplateSummary},
 };
 
 /// Where bollard connects when `DOCKER_HOST` is unset.
@@ -95,6 +96,45 @@ impl DockerRuntime {
                 format!("{LABEL_INSTANCE}={}", self.instance),
             ],
         )])
+    }
+
+    /// What each owned replica of `policy` runs, by container name, as its
+    /// [`LABEL_TEMPLATE`] label says (`None`: a replica made
+    /// before the label existed). For `diff`'s template detail.
+    pub async fn templates(
+        &self,
+        policy: &str,
+    ) -> Result<BTreeMap<String, Option<TemplateSummary>>, RuntimeError> {
+        let mut filters = self.owned_filters();
+        if let Some(labels) = filters.get_mut("label") {
+            labels.push(format!("{LABEL_POLICY}={policy}"));
+        }
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let summaries = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|source| RuntimeError::List {
+                instance: self.instance.clone(),
+                source,
+            })?;
+        Ok(summaries
+            .iter()
+            .filter_map(|s| {
+                let replica = replica_from_summary(&self.instance, s)?;
+                let label = s
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_TEMPLATE))
+                    .map(String::as_str);
+                (replica.policy == policy)
+                    .then(|| (replica.name, TemplateSummary::from_label(label)))
+            })
+            .collect())
     }
 
     /// Lists owned containers, optionally only the one with engine id `id` or of `policy`.

@@ -6,6 +6,7 @@
 //!   labels and [`RuntimeError`].
 //! - [`docker`]: [`DockerRuntime`], the Docker Engine implementation (bollard).
 //! - [`ports`]: picks the lowest free host port of a policy's range.
+//! - [`template`]: what a replica runs, recorded in a label so `diff` can name changes.
 //! - [`probe`]: HTTP readiness probing through the published port.
 //!
 //! # Ownership
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub mod docker;
 pub mod ports;
 pub mod probe;
+pub mod template;
 
 pub use docker::DockerRuntime;
 
@@ -298,6 +300,10 @@ pub fn replica_labels(instance: &str, spec: &ReplicaSpec) -> BTreeMap<String, St
         (LABEL_TEMPLATE_HASH, spec.template_hash.clone()),
         (LABEL_HOST_PORT, spec.host_port.to_string()),
         (LABEL_HOST_IP, spec.host_ip.clone()),
+        (
+            template::LABEL_TEMPLATE,
+            template::TemplateSummary::of(spec).to_label(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -370,6 +376,12 @@ mod tests {
             Some(8001)
         );
         assert_eq!(labels[LABEL_HOST_IP], "127.0.0.1");
+        assert_eq!(
+            template::TemplateSummary::from_label(
+                labels.get(template::LABEL_TEMPLATE).map(String::as_str)
+            ),
+            Some(template::TemplateSummary::of(&spec()))
+        );
     }
 
     #[test]

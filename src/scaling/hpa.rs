@@ -87,17 +87,25 @@ fn stabilize(
         down_ceiling = down_ceiling.max(input.current);
     }
     let stabilized = input.current.max(up_floor).min(down_ceiling);
-    let limit = match stabilized.cmp(&raw) {
+    // Compared with what min/max would allow anyway: a window that holds at 1 while the
+    // metrics want 0 under `min: 1` held nothing (the reason must not say it did).
+    let bounds = input.replicas;
+    let wanted = if bounds.min <= bounds.max {
+        raw.clamp(bounds.min, bounds.max)
+    } else {
+        raw
+    };
+    let limit = match stabilized.cmp(&wanted) {
         std::cmp::Ordering::Equal => None,
         std::cmp::Ordering::Greater => Some(Limit::Stabilization {
             direction: Direction::Down,
             window_seconds: down.stabilization_window_seconds,
-            wanted: raw,
+            wanted,
         }),
         std::cmp::Ordering::Less => Some(Limit::Stabilization {
             direction: Direction::Up,
             window_seconds: up.stabilization_window_seconds,
-            wanted: raw,
+            wanted,
         }),
     };
     (stabilized, limit)

@@ -763,3 +763,26 @@ fn history_record_keeps_recommendation_and_event() {
         }]
     );
 }
+
+#[test]
+fn a_window_that_holds_only_what_min_allows_is_not_named_as_the_limit() {
+    // Load gone (raw 0) under `min: 1`, a recommendation of 1 inside the down window:
+    // the result is 1 because of min, so the reason must not say the window held it
+    // while "now wanting 0" (issue 13: `ScaledDown 5→1 … held by the window (now wants 0)`).
+    let d = run(
+        &Behavior::default(),
+        1,
+        10,
+        5,
+        &[per_replica("m", 10.0, &[0.0; 5])],
+        &recs(&[(10, 1)]),
+        NOW,
+    );
+    assert_eq!(d.desired, 1, "{d}");
+    assert!(
+        !matches!(d.limit, Some(Limit::Stabilization { .. })),
+        "{:?}: {d}",
+        d.limit
+    );
+    assert!(!d.reason.contains("wants 0"), "{d}");
+}
