@@ -20,6 +20,7 @@
 //! - [`reconcile`]: one pass: observe, decide, plan, execute, record (a folder: one job
 //!   per file, with fakes of its boundaries for in-process tests).
 //! - [`controller`]: the daemon's trigger streams, work queue and shutdown.
+//! - [`telemetry`]: the operator's own metrics and latest status (controller writes, api reads).
 //! - [`api`]: the daemon's HTTP endpoint (`/metrics`, `/healthz`, `/status`).
 //! - [`load`]: the `autoscaler load` traffic generator.
 //! - [`demo`]: the demo backend that the image runs.
@@ -46,3 +47,4 @@ pub mod runtime;
 pub mod scaling;
 pub mod simulate;
 pub mod state;
+pub mod telemetry;

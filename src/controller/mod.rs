@@ -32,12 +32,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::Telemetry;
 use crate::lb::LoadBalancer;
 use crate::loader::LoadErrors;
 use crate::loader::LoadedPolicy;
 use crate::reconcile::{DEFAULT_DRAIN_TIMEOUT, ErrorKind, Operator, PassMode};
 use crate::runtime::{Runtime, RuntimeEvent};
+use crate::telemetry::Telemetry;
 use backoff::Backoff;
 
 /// Settings of the daemon.

@@ -9,10 +9,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::PolicySet;
 use super::backoff::Backoff;
-use crate::api::{DirectionLabels, PolicyLabels, ResultLabels, Telemetry, TriggerLabels};
 use crate::lb::LoadBalancer;
 use crate::reconcile::{DEFAULT_DRAIN_TIMEOUT, Operator, PassMode, ReconcileError};
 use crate::runtime::Runtime;
+use crate::telemetry::{DirectionLabels, PolicyLabels, ResultLabels, Telemetry, TriggerLabels};
 
 /// What started a worker's pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

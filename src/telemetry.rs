@@ -1,0 +1,313 @@
+//! The operator's own metrics and latest status: written by the controller, read by the
+//! HTTP endpoint ([`crate::api`]); neither imports the other.
+
+use std::sync::atomic::AtomicBool;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::sync::RwLock;
+
+use crate::reconcile::ErrorKind;
+use crate::state::{Event, State};
+
+/// Label set `{policy}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// Policy name.
+    pub policy: String,
+}
+
+/// Label set `{policy, metric}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MetricLabels {
+    /// Policy name.
+    pub policy: String,
+    /// Metric display name.
+    pub metric: String,
+}
+
+/// Label set `{policy, result}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// Policy name.
+    pub policy: String,
+    /// `converged`, `step_failed` or `error`.
+    pub result: String,
+}
+
+/// Label set `{kind}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// Error kind.
+    pub kind: String,
+}
+
+/// Label set `{policy, direction}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// Policy name.
+    pub policy: String,
+    /// `up` or `down`.
+    pub direction: String,
+}
+
+/// Label set `{policy, trigger}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    /// Policy name.
+    pub policy: String,
+    /// What started the pass: `start`, `tick`, `follow_up`, `retry`, `docker_event`,
+    /// `resync` or `policy_change`.
+    pub trigger: String,
+}
+
+/// The operator's own metrics and the latest status, shared by the controller and the endpoint.
+pub struct Telemetry {
+    registry: Registry,
+    /// Replicas the decision asks for.
+    pub desired: Family<PolicyLabels, Gauge>,
+    /// Replicas running.
+    pub current: Family<PolicyLabels, Gauge>,
+    /// Replicas ready and in the upstream.
+    pub ready: Family<PolicyLabels, Gauge>,
+    /// Metric value per replica.
+    pub metric_value: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Metric target per replica.
+    pub metric_target: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Reconcile passes by result.
+    pub reconciles: Family<ResultLabels, Counter>,
+    /// Reconcile passes by the trigger that started them.
+    pub reconcile_triggers: Family<TriggerLabels, Counter>,
+    /// Reconcile pass duration.
+    pub reconcile_duration: Family<PolicyLabels, Histogram>,
+    /// Errors by kind.
+    pub errors: Family<KindLabels, Counter>,
+    /// nginx reloads (mirrors the operator's count).
+    pub reloads: Gauge,
+    /// Scale events by direction.
+    pub scale_events: Family<DirectionLabels, Counter>,
+    /// Latest state and events for `/status`.
+    pub snapshot: RwLock<(State, Vec<Event>)>,
+    /// False while the Docker engine is unreachable (for `/healthz`).
+    pub docker_ok: AtomicBool,
+    /// Label sets of the per-policy gauges set so far (removed with their policy).
+    exported: std::sync::Mutex<std::collections::BTreeSet<(String, Option<String>)>>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    /// Registers every metric under the `autoscaler_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("autoscaler");
+        let desired = Family::<PolicyLabels, Gauge>::default();
+        let current = Family::<PolicyLabels, Gauge>::default();
+        let ready = Family::<PolicyLabels, Gauge>::default();
+        let metric_value = Family::default();
+        let metric_target = Family::default();
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        let reconcile_triggers = Family::<TriggerLabels, Counter>::default();
+        let reconcile_duration = Family::<PolicyLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ])
+        });
+        let errors = Family::<KindLabels, Counter>::default();
+        // Every known kind exists from the start, so `increase()` panels show 0, not nothing.
+        for kind in ErrorKind::ALL {
+            let _ = errors.get_or_create(&KindLabels {
+                kind: kind.label().to_owned(),
+            });
+        }
+        let reloads = Gauge::default();
+        let scale_events = Family::<DirectionLabels, Counter>::default();
+        registry.register(
+            "replicas_desired",
+            "Replicas the scaling decision asks for",
+            desired.clone(),
+        );
+        registry.register("replicas_current", "Replicas running", current.clone());
+        registry.register(
+            "replicas_ready",
+            "Replicas ready and in the nginx upstream",
+            ready.clone(),
+        );
+        registry.register(
+            "metric_value",
+            "Metric value per replica",
+            metric_value.clone(),
+        );
+        registry.register(
+            "metric_target",
+            "Metric target per replica",
+            metric_target.clone(),
+        );
+        registry.register(
+            "reconciles",
+            "Reconcile passes by result",
+            reconciles.clone(),
+        );
+        // prometheus-client appends `_total`: `autoscaler_reconcile_triggers_total`.
+        registry.register(
+            "reconcile_triggers",
+            "Reconcile passes by the trigger that started them",
+            reconcile_triggers.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile pass",
+            reconcile_duration.clone(),
+        );
+        registry.register("errors", "Errors by kind", errors.clone());
+        registry.register(
+            "nginx_reloads",
+            "nginx reloads done by this process",
+            reloads.clone(),
+        );
+        registry.register(
+            "scale_events",
+            "Scale changes by direction",
+            scale_events.clone(),
+        );
+        Self {
+            registry,
+            desired,
+            current,
+            ready,
+            metric_value,
+            metric_target,
+            reconciles,
+            reconcile_triggers,
+            reconcile_duration,
+            errors,
+            reloads,
+            scale_events,
+            snapshot: RwLock::new((State::default(), Vec::new())),
+            docker_ok: AtomicBool::new(false),
+            exported: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+        }
+    }
+
+    /// The exposition text (OpenMetrics).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Counts one error of `kind`.
+    pub fn count_error(&self, kind: ErrorKind) {
+        self.errors
+            .get_or_create(&KindLabels {
+                kind: kind.label().to_owned(),
+            })
+            .inc();
+    }
+
+    /// Mirrors a saved state into the gauges and the `/status` snapshot; the gauges of
+    /// policies (and metrics) no longer in the state are removed.
+    pub async fn observe_state(&self, state: &State, events: Vec<Event>) {
+        let mut now: std::collections::BTreeSet<(String, Option<String>)> =
+            std::collections::BTreeSet::new();
+        for (name, ps) in &state.policies {
+            now.insert((name.clone(), None));
+            for m in &ps.status.metrics {
+                now.insert((name.clone(), Some(m.name.clone())));
+            }
+        }
+        if let Ok(mut exported) = self.exported.lock() {
+            for (policy, metric) in exported.difference(&now) {
+                match metric {
+                    None => {
+                        let labels = PolicyLabels {
+                            policy: policy.clone(),
+                        };
+                        self.desired.remove(&labels);
+                        self.current.remove(&labels);
+                        self.ready.remove(&labels);
+                    }
+                    Some(metric) => {
+                        let labels = MetricLabels {
+                            policy: policy.clone(),
+                            metric: metric.clone(),
+                        };
+                        self.metric_value.remove(&labels);
+                        self.metric_target.remove(&labels);
+                    }
+                }
+            }
+            *exported = now;
+        }
+        for (name, ps) in &state.policies {
+            let labels = PolicyLabels {
+                policy: name.clone(),
+            };
+            self.desired
+                .get_or_create(&labels)
+                .set(i64::from(ps.status.desired));
+            self.current
+                .get_or_create(&labels)
+                .set(i64::from(ps.status.current));
+            self.ready
+                .get_or_create(&labels)
+                .set(i64::from(ps.status.ready));
+            for m in &ps.status.metrics {
+                let labels = MetricLabels {
+                    policy: name.clone(),
+                    metric: m.name.clone(),
+                };
+                if let Some(v) = m.value {
+                    self.metric_value.get_or_create(&labels).set(v);
+                }
+                self.metric_target.get_or_create(&labels).set(m.target);
+            }
+        }
+        *self.snapshot.write().await = (state.clone(), events);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn gauges_of_a_removed_policy_leave_the_exposition() {
+        use crate::state::{MetricValue, PolicyState};
+        let t = Telemetry::new();
+        let mut state = State::default();
+        for name in ["kept", "gone"] {
+            let mut ps = PolicyState::default();
+            ps.status.desired = 2;
+            ps.status.metrics = vec![MetricValue {
+                name: "requestRate(x)".into(),
+                value: Some(1.0),
+                target: 10.0,
+            }];
+            state.policies.insert(name.into(), ps);
+        }
+        t.observe_state(&state, Vec::new()).await;
+        assert!(t.encode().contains("policy=\"gone\""));
+        state.policies.remove("gone");
+        t.observe_state(&state, Vec::new()).await;
+        let text = t.encode();
+        assert!(!text.contains("policy=\"gone\""), "{text}");
+        assert!(
+            text.contains("autoscaler_replicas_desired{policy=\"kept\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("autoscaler_metric_target{policy=\"kept\""),
+            "{text}"
+        );
+    }
+}
