@@ -5,9 +5,9 @@
 //! once (the CLI edge, embedding programs) use this one.
 
 use crate::{
-    api::ApiError, controller::watcher::WatchError, lb::LbError, load::LoadError,
-    loader::LoadErrors, metrics::MetricsError, reconcile::ReconcileError, runtime::RuntimeError,
-    simulate::SimulateError, state::StateError,
+    api::ApiError, controller::watcher::WatchError, lb::LbError, loadgen::LoadError,
+    metrics::MetricsError, policy_files::LoadErrors, reconcile::ReconcileError,
+    runtime::RuntimeError, simulate::SimulateError, state::StateError,
 };
 
 /// Any error of the library.

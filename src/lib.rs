@@ -12,7 +12,7 @@
 //! - [`simulate`]: replays a request-rate trace through [`scaling`] (what-if analysis).
 //!
 //! Effectful shell:
-//! - [`loader`]: reads policy files, multi-document files and directories.
+//! - [`policy_files`]: reads policy files, multi-document files and directories.
 //! - [`runtime`]: the container runtime trait and its Docker implementation.
 //! - [`lb`]: writes, validates and reloads the nginx config (managed or external).
 //! - [`metrics`]: scrapes replicas and queries Prometheus; computes rates.
@@ -22,7 +22,7 @@
 //! - [`controller`]: the daemon's trigger streams, work queue and shutdown.
 //! - [`telemetry`]: the operator's own metrics and latest status (controller writes, api reads).
 //! - [`api`]: the daemon's HTTP endpoint (`/metrics`, `/healthz`, `/status`).
-//! - [`load`]: the `autoscaler load` traffic generator.
+//! - [`loadgen`]: the `autoscaler load` traffic generator.
 //! - [`demo`]: the demo backend that the image runs.
 //! - [`cli`]: one module per subcommand, thin over the library.
 //! - [`error`]: the crate error that gathers each module's error.
@@ -36,12 +36,12 @@ pub mod error;
 pub mod exposition;
 pub mod fault;
 pub mod lb;
-pub mod load;
-pub mod loader;
+pub mod loadgen;
 pub mod metrics;
 pub mod nginx;
 pub mod plan;
 pub mod policy;
+pub mod policy_files;
 pub mod reconcile;
 pub mod runtime;
 pub mod scaling;

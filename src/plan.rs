@@ -435,9 +435,10 @@ impl fmt::Display for Plan {
     }
 }
 
-/// Applies a plan to an observation as if every step succeeded (for idempotence tests and
-/// for `diff`'s "after" picture). New replicas get ids `new-<port>` and are ready.
-pub fn simulate(
+/// The observation a plan leaves when every step succeeds (for idempotence tests). New
+/// replicas get ids `new-<port>` and are ready. (Not to be confused with
+/// [`crate::simulate`], the what-if replay of a load trace.)
+pub fn outcome(
     desired: &Desired,
     observed: &[ObservedReplica],
     live_upstream: &[u16],

@@ -4,7 +4,7 @@ mod load_common;
 
 use std::time::{Duration, Instant};
 
-use autoscaler::load::{self, Failures, LoadConfig, LoadReport, Profile};
+use autoscaler::loadgen::{self, Failures, LoadConfig, LoadReport, Profile};
 use hyper::StatusCode;
 use load_common::{Raw, http_server, raw_server, refused_addr};
 
@@ -12,7 +12,7 @@ async fn open(url: String, rps: f64, n: u64, timeout: Duration) -> LoadReport {
     let mut config = LoadConfig::open(url, Profile::Constant(rps), Duration::from_secs(5));
     config.max_requests = Some(n);
     config.timeout = timeout;
-    load::run(config, std::future::pending::<()>())
+    loadgen::run(config, std::future::pending::<()>())
         .await
         .unwrap()
 }
@@ -93,7 +93,7 @@ async fn request_on_a_closed_idle_connection_is_retried_once_and_not_failed() {
     let server = raw_server(Raw::CloseIdleAfterFirst).await;
     let mut config = LoadConfig::closed(server.url(), 1, Duration::from_secs(5));
     config.max_requests = Some(20);
-    let report = load::run(config, std::future::pending::<()>())
+    let report = loadgen::run(config, std::future::pending::<()>())
         .await
         .unwrap();
     // Each connection answers once; every later request first hits a closed one.
@@ -111,7 +111,7 @@ async fn request_is_not_retried_once_the_response_began() {
     let server = raw_server(Raw::PartialAfterFirst).await;
     let mut config = LoadConfig::closed(server.url(), 1, Duration::from_secs(5));
     config.max_requests = Some(20);
-    let report = load::run(config, std::future::pending::<()>())
+    let report = loadgen::run(config, std::future::pending::<()>())
         .await
         .unwrap();
     // ok, partial (fails), ok on a fresh connection, partial, ...

@@ -4,7 +4,7 @@ mod load_common;
 
 use std::time::{Duration, Instant};
 
-use autoscaler::load::{self, LoadConfig, Profile};
+use autoscaler::loadgen::{self, LoadConfig, Profile};
 use hyper::StatusCode;
 use load_common::http_server;
 
@@ -21,7 +21,7 @@ async fn open_loop_sends_the_requested_count_within_two_percent() {
         Duration::from_secs(2),
     );
     let started = Instant::now();
-    let report = load::run(config, std::future::pending::<()>())
+    let report = loadgen::run(config, std::future::pending::<()>())
         .await
         .unwrap();
     let took = started.elapsed();
@@ -47,7 +47,7 @@ async fn step_profile_holds_each_rate() {
     let server = http_server(StatusCode::OK, Duration::ZERO).await;
     let profile = Profile::parse_steps("50@1s,200@1s").unwrap();
     let duration = profile.length().unwrap();
-    let report = load::run(
+    let report = loadgen::run(
         LoadConfig::open(server.url(), profile, duration),
         std::future::pending::<()>(),
     )
@@ -69,7 +69,7 @@ async fn open_loop_latency_counts_queueing_behind_a_slow_server() {
         Duration::from_millis(500),
     );
     config.connections = Some(1);
-    let report = load::run(config, std::future::pending::<()>())
+    let report = loadgen::run(config, std::future::pending::<()>())
         .await
         .unwrap();
     assert_eq!((report.sent, report.ok), (25, 25), "{report:?}");
@@ -82,7 +82,7 @@ async fn closed_loop_sends_exactly_max_requests() {
     let server = http_server(StatusCode::OK, Duration::ZERO).await;
     let mut config = LoadConfig::closed(server.url(), 4, Duration::from_secs(10));
     config.max_requests = Some(500);
-    let report = load::run(config, std::future::pending::<()>())
+    let report = loadgen::run(config, std::future::pending::<()>())
         .await
         .unwrap();
     assert_eq!(
@@ -101,7 +101,7 @@ async fn closed_loop_stops_at_the_duration_and_reuses_connections() {
     let server = http_server(StatusCode::OK, Duration::from_millis(5)).await;
     let config = LoadConfig::closed(server.url(), 3, Duration::from_millis(300));
     let started = Instant::now();
-    let report = load::run(config, std::future::pending::<()>())
+    let report = loadgen::run(config, std::future::pending::<()>())
         .await
         .unwrap();
     assert!(
@@ -124,7 +124,7 @@ async fn shutdown_stops_sending_early() {
         Duration::from_secs(30),
     );
     let started = Instant::now();
-    let report = load::run(config, tokio::time::sleep(Duration::from_millis(500)))
+    let report = loadgen::run(config, tokio::time::sleep(Duration::from_millis(500)))
         .await
         .unwrap();
     assert!(
@@ -158,7 +158,7 @@ async fn bad_configurations_fail_before_sending() {
     ];
     for config in cases {
         let url = config.url.clone();
-        let got = load::run(config, std::future::pending::<()>()).await;
+        let got = loadgen::run(config, std::future::pending::<()>()).await;
         assert!(got.is_err(), "{url}: {got:?}");
     }
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::lb::{ApplyOutcome, ExternalNginx, LbError, LoadBalancer, ManagedNginx};
-use crate::loader::{self, LoadedPolicy};
 use crate::nginx::Upstream;
+use crate::policy_files::{self, LoadedPolicy};
 use crate::reconcile::{Operator, OperatorSettings};
 use crate::runtime::docker::DockerRuntime;
 use crate::state::StateDir;
@@ -197,7 +197,7 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 
 /// Loads and validates every policy; on failure prints every error and returns exit 2.
 pub fn load_policies(args: &PolicyArgs) -> Result<Vec<LoadedPolicy>, ExitCode> {
-    loader::load_paths(&args.files).map_err(|errors| {
+    policy_files::load_paths(&args.files).map_err(|errors| {
         eprintln!("{errors}");
         eprintln!("nothing was changed");
         Exit::Invalid.into()
@@ -215,7 +215,7 @@ pub fn source_files(policies: &[LoadedPolicy], args: &PolicyArgs) -> Vec<PathBuf
                 entries
                     .filter_map(Result::ok)
                     .map(|e| e.path())
-                    .filter(|p| loader::is_policy_file(p)),
+                    .filter(|p| policy_files::is_policy_file(p)),
             );
         }
     }

@@ -38,7 +38,7 @@ pub fn run(args: Args) -> ExitCode {
 /// Prints the pending changes and a one-line summary; returns whether there are any.
 async fn diff(
     args: &Args,
-    policies: &[crate::loader::LoadedPolicy],
+    policies: &[crate::policy_files::LoadedPolicy],
     files: &[std::path::PathBuf],
 ) -> anyhow::Result<bool> {
     let op = args.operator.operator().await?;

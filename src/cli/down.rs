@@ -29,7 +29,7 @@ pub fn run(args: Args) -> ExitCode {
     )
 }
 
-async fn down(args: &Args, policies: &[crate::loader::LoadedPolicy]) -> anyhow::Result<bool> {
+async fn down(args: &Args, policies: &[crate::policy_files::LoadedPolicy]) -> anyhow::Result<bool> {
     let op = args.operator.operator().await?;
     // The files' own settings complete what the state knows (it may have lost them).
     let refs: Vec<_> = policies.iter().map(|p| &p.policy).collect();

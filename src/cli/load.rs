@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::load::{self, LoadConfig, Mode, Profile};
+use crate::loadgen::{self, LoadConfig, Mode, Profile};
 
 /// `load --help` examples.
 pub const EXAMPLES: &str = "\
@@ -43,13 +43,13 @@ pub struct LoadArgs {
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Sending window (default: the profile's length, else 60s).
-    #[arg(long, value_parser = load::parse_duration)]
+    #[arg(long, value_parser = loadgen::parse_duration)]
     pub duration: Option<Duration>,
     /// Stop after N requests.
     #[arg(long)]
     pub max_requests: Option<u64>,
     /// Per-request timeout.
-    #[arg(long, default_value = "2s", value_parser = load::parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = loadgen::parse_duration)]
     pub timeout: Duration,
     /// Cap on concurrent requests / open connections in open-loop mode.
     #[arg(long)]
@@ -92,7 +92,7 @@ fn profile(args: &LoadArgs) -> anyhow::Result<Mode> {
             (Some(rps), ..) => anyhow::bail!("--rps {rps} must be a finite number >= 0"),
             (_, Some(p), ..) => Mode::Open(Profile::parse_steps(p)?),
             (_, _, Some(r), ..) => Mode::Open(Profile::parse_ramp(r)?),
-            (_, _, _, Some(path), _) => Mode::Open(load::read_trace(path)?),
+            (_, _, _, Some(path), _) => Mode::Open(loadgen::read_trace(path)?),
             (_, _, _, _, Some(concurrency)) => Mode::Closed { concurrency },
             _ => anyhow::bail!("give one of --rps, --profile, --ramp, --trace or --concurrency"),
         },
@@ -123,7 +123,7 @@ fn run_inner(args: LoadArgs) -> anyhow::Result<ExitCode> {
         progress: true,
     };
     let runtime = super::tokio_runtime()?;
-    let report = runtime.block_on(load::run(config, async {
+    let report = runtime.block_on(loadgen::run(config, async {
         let _ = tokio::signal::ctrl_c().await;
     }))?;
     if let Some(path) = &args.out {

@@ -39,7 +39,7 @@ pub fn run(args: Args) -> ExitCode {
 
 async fn pass(
     args: &Args,
-    policies: &[crate::loader::LoadedPolicy],
+    policies: &[crate::policy_files::LoadedPolicy],
     files: &[std::path::PathBuf],
 ) -> anyhow::Result<bool> {
     args.operator.check_nginx()?;

@@ -95,7 +95,7 @@ pub fn run(args: Args) -> ExitCode {
 async fn daemon(
     args: Args,
     listener: tokio::net::TcpListener,
-    initial: (Vec<crate::loader::LoadedPolicy>, Vec<PathBuf>),
+    initial: (Vec<crate::policy_files::LoadedPolicy>, Vec<PathBuf>),
 ) -> ExitCode {
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
@@ -132,7 +132,7 @@ async fn daemon(
     let paths = args.policies.clone();
     let api = args.listen;
     let load: Loader = Arc::new(move || {
-        let policies = crate::loader::load_paths(&paths.files)?;
+        let policies = crate::policy_files::load_paths(&paths.files)?;
         refuse_api_listen(&policies, api)?;
         let files = common::source_files(&policies, &paths);
         Ok((policies, files))
@@ -157,9 +157,9 @@ async fn daemon(
 /// Refuses a policy whose listen address is the operator's own endpoint: nginx could
 /// never bind it, so validation says so before anything starts.
 fn refuse_api_listen(
-    policies: &[crate::loader::LoadedPolicy],
+    policies: &[crate::policy_files::LoadedPolicy],
     api: SocketAddr,
-) -> Result<(), crate::loader::LoadErrors> {
+) -> Result<(), crate::policy_files::LoadErrors> {
     let errors: Vec<crate::policy::PolicyError> = policies
         .iter()
         .filter(|p| {
@@ -184,7 +184,7 @@ fn refuse_api_listen(
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(crate::loader::LoadErrors { errors })
+        Err(crate::policy_files::LoadErrors { errors })
     }
 }
 

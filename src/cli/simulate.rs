@@ -129,7 +129,7 @@ fn print(text: &str) -> anyhow::Result<()> {
 /// Loads a policy file with the same validation as `validate` (each file on its own:
 /// compared policies may share ports). Every policy of a multi-document file is replayed.
 fn read_policies(path: &Path) -> anyhow::Result<Vec<ScalingPolicy>> {
-    let loaded = crate::loader::load_path(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let loaded = crate::policy_files::load_path(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     if loaded.is_empty() {
         bail!("{}: no ScalingPolicy in the file", path.display());
     }

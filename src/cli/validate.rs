@@ -19,7 +19,7 @@ pub struct Args {
 
 /// Prints one `OK` line per valid policy (exit 0), or every error on stderr (exit 2).
 pub fn run(args: Args) -> ExitCode {
-    match crate::loader::load_paths(&args.files) {
+    match crate::policy_files::load_paths(&args.files) {
         Ok(policies) => {
             for p in policies {
                 crate::outln!(

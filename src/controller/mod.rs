@@ -33,8 +33,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::lb::LoadBalancer;
-use crate::loader::LoadErrors;
-use crate::loader::LoadedPolicy;
+use crate::policy_files::LoadErrors;
+use crate::policy_files::LoadedPolicy;
 use crate::reconcile::{DEFAULT_DRAIN_TIMEOUT, ErrorKind, Operator, PassMode};
 use crate::runtime::{Runtime, RuntimeEvent};
 use crate::telemetry::Telemetry;

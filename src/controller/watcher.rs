@@ -112,7 +112,7 @@ fn concerns(watched: &[PathBuf], changed: &Path) -> bool {
         changed == w
             || (w.is_dir()
                 && changed.parent() == Some(w.as_path())
-                && crate::loader::is_policy_file(changed))
+                && crate::policy_files::is_policy_file(changed))
     })
 }
 

@@ -251,7 +251,7 @@ fn planning_the_result_of_a_plan_is_empty() {
             for upstream in [vec![], vec![8001], vec![8001, 8002, 8003]] {
                 let d = desired(replicas);
                 let first = plan(&d, &observed, &upstream);
-                let (after, after_upstream) = simulate(&d, &observed, &upstream, &first);
+                let (after, after_upstream) = outcome(&d, &observed, &upstream, &first);
                 let second = plan(&d, &after, &after_upstream);
                 assert!(
                     second.is_empty(),

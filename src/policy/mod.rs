@@ -1,6 +1,6 @@
 //! The `ScalingPolicy` resource: types, parsing with source positions, validation.
 //!
-//! Pure: text in, values and positioned errors out; reading files is [`crate::loader`]'s
+//! Pure: text in, values and positioned errors out; reading files is [`crate::policy_files`]'s
 //! job. The flow is [`parse_documents`] (YAML → typed policies, shape errors) then
 //! [`validate_all`] (semantic rules on one policy and across policies); [`parse_str`]
 //! does both for one text.

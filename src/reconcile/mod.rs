@@ -47,10 +47,10 @@ pub use seams::Seams;
 use upstreams::UpstreamTable;
 
 use crate::lb::LoadBalancer;
-use crate::loader::LoadErrors;
 use crate::nginx::Upstream;
 use crate::plan::{self, Desired, ObservedReplica, Plan, Step};
 use crate::policy::ScalingPolicy;
+use crate::policy_files::LoadErrors;
 use crate::runtime::Runtime;
 use crate::scaling::{self, Decision, DecisionInput};
 use crate::state::{Event, State, StateDir, UpstreamSettings};

@@ -6,9 +6,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::loader::LoadErrors;
 use crate::plan::Step;
 use crate::policy::Behavior;
+use crate::policy_files::LoadErrors;
 use crate::scaling::{Decision, Limit};
 use crate::state::{CounterSample, MetricValue, PolicyState, State};
 
