@@ -237,9 +237,8 @@ pub fn simulate_every(
     // ready_at_ms per running replica, oldest first.
     let mut pods: Vec<u64> = vec![model.start_ms; spec.replicas.min.max(1) as usize];
     let mut history = History::default();
-    let mut seconds = Vec::with_capacity(trace.rps.len());
+    let mut tally = Tally::with_capacity(trace.rps.len());
     let mut events = Vec::new();
-    let mut streak = 0u64;
     let mut summary = Summary {
         policy: policy.metadata.name.clone(),
         seconds: trace.rps.len() as u64,
@@ -254,25 +253,7 @@ pub fn simulate_every(
         let now_ms = model.start_ms + s * 1000;
         let current = u32::try_from(pods.len()).unwrap_or(u32::MAX);
         let ready = pods.iter().filter(|&&at| at <= now_ms).count();
-        let per_ready = (ready > 0).then(|| rps / ready as f64);
-        let under = per_ready.map_or(rps > 0.0, |load| load > target);
-        if under {
-            streak += 1;
-            summary.under_provisioned_seconds += 1;
-            summary.longest_under_provisioned = summary.longest_under_provisioned.max(streak);
-        } else {
-            streak = 0;
-        }
-        summary.replica_seconds += u64::from(current);
-        summary.peak = summary.peak.max(current);
-        seconds.push(Second {
-            second: s,
-            rps,
-            replicas: current,
-            ready: u32::try_from(ready).unwrap_or(u32::MAX),
-            per_ready,
-            under_provisioned: under,
-        });
+        tally.second(&mut summary, s, rps, current, ready, target);
         if !s.is_multiple_of(period_s) {
             continue;
         }
@@ -320,7 +301,7 @@ pub fn simulate_every(
     }
     Ok(Run {
         summary,
-        seconds,
+        seconds: tally.seconds,
         events,
     })
 }
@@ -365,9 +346,8 @@ pub fn original_tool_baseline(policy: &ScalingPolicy, trace: &Trace, model: &Mod
     // Per replica: (serving from ms, requests served so far, counter at the last scrape).
     let mut pods: Vec<(u64, f64, Option<f64>)> = vec![(model.start_ms, 0.0, None); min as usize];
     let mut readings: Vec<f64> = Vec::new();
-    let mut seconds = Vec::with_capacity(trace.rps.len());
+    let mut tally = Tally::with_capacity(trace.rps.len());
     let mut events = Vec::new();
-    let mut streak = 0u64;
     let mut summary = Summary {
         policy: name,
         seconds: trace.rps.len() as u64,
@@ -382,25 +362,7 @@ pub fn original_tool_baseline(policy: &ScalingPolicy, trace: &Trace, model: &Mod
         let now_ms = model.start_ms + s * 1000;
         let current = u32::try_from(pods.len()).unwrap_or(u32::MAX);
         let ready = pods.iter().filter(|p| p.0 <= now_ms).count();
-        let per_ready = (ready > 0).then(|| rps / ready as f64);
-        let under = per_ready.map_or(rps > 0.0, |load| load > target);
-        if under {
-            streak += 1;
-            summary.under_provisioned_seconds += 1;
-            summary.longest_under_provisioned = summary.longest_under_provisioned.max(streak);
-        } else {
-            streak = 0;
-        }
-        summary.replica_seconds += u64::from(current);
-        summary.peak = summary.peak.max(current);
-        seconds.push(Second {
-            second: s,
-            rps,
-            replicas: current,
-            ready: u32::try_from(ready).unwrap_or(u32::MAX),
-            per_ready,
-            under_provisioned: under,
-        });
+        tally.second(&mut summary, s, rps, current, ready, target);
         if s.is_multiple_of(ORIGINAL_LOOP_S) {
             // Decide on the readings of the previous scrape (taken one loop ago)…
             let count = pods.len() as u32;
@@ -452,7 +414,7 @@ pub fn original_tool_baseline(policy: &ScalingPolicy, trace: &Trace, model: &Mod
                 .collect();
         }
         // This second's load, served by the replicas that serve.
-        if let Some(each) = per_ready {
+        if let Some(each) = tally.last_per_ready() {
             for p in pods.iter_mut().filter(|p| p.0 <= now_ms) {
                 p.1 += each;
             }
@@ -460,8 +422,60 @@ pub fn original_tool_baseline(policy: &ScalingPolicy, trace: &Trace, model: &Mod
     }
     Run {
         summary,
-        seconds,
+        seconds: tally.seconds,
         events,
+    }
+}
+
+/// The per-second record every strategy keeps: the timeline and the under-provisioned
+/// streak, summed into the run's summary.
+struct Tally {
+    seconds: Vec<Second>,
+    streak: u64,
+}
+
+impl Tally {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            seconds: Vec::with_capacity(n),
+            streak: 0,
+        }
+    }
+
+    /// Records second `s`: `rps` of load on `ready` of `current` replicas at `target` each.
+    fn second(
+        &mut self,
+        summary: &mut Summary,
+        s: u64,
+        rps: f64,
+        current: u32,
+        ready: usize,
+        target: f64,
+    ) {
+        let per_ready = (ready > 0).then(|| rps / ready as f64);
+        let under = per_ready.map_or(rps > 0.0, |load| load > target);
+        if under {
+            self.streak += 1;
+            summary.under_provisioned_seconds += 1;
+            summary.longest_under_provisioned = summary.longest_under_provisioned.max(self.streak);
+        } else {
+            self.streak = 0;
+        }
+        summary.replica_seconds += u64::from(current);
+        summary.peak = summary.peak.max(current);
+        self.seconds.push(Second {
+            second: s,
+            rps,
+            replicas: current,
+            ready: u32::try_from(ready).unwrap_or(u32::MAX),
+            per_ready,
+            under_provisioned: under,
+        });
+    }
+
+    /// The load per ready replica of the last second recorded.
+    fn last_per_ready(&self) -> Option<f64> {
+        self.seconds.last().and_then(|s| s.per_ready)
     }
 }
 
