@@ -105,23 +105,7 @@ impl DockerRuntime {
         &self,
         policy: &str,
     ) -> Result<BTreeMap<String, Option<TemplateSummary>>, RuntimeError> {
-        let mut filters = self.owned_filters();
-        if let Some(labels) = filters.get_mut("label") {
-            labels.push(format!("{LABEL_POLICY}={policy}"));
-        }
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        };
-        let summaries = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|source| RuntimeError::List {
-                instance: self.instance.clone(),
-                source,
-            })?;
+        let summaries = self.owned_summaries(None, Some(policy)).await?;
         Ok(summaries
             .iter()
             .filter_map(|s| {
@@ -143,6 +127,22 @@ impl DockerRuntime {
         id: Option<&str>,
         policy: Option<&str>,
     ) -> Result<Vec<Replica>, RuntimeError> {
+        let summaries = self.owned_summaries(id, policy).await?;
+        let mut replicas: Vec<Replica> = summaries
+            .iter()
+            .filter_map(|s| replica_from_summary(&self.instance, s))
+            .collect();
+        replicas.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        Ok(replicas)
+    }
+
+    /// The engine's summaries of owned containers, filtered by the engine on `id` and
+    /// `policy` when given.
+    async fn owned_summaries(
+        &self,
+        id: Option<&str>,
+        policy: Option<&str>,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
         let mut filters = self.owned_filters();
         if let Some(id) = id {
             filters.insert("id".to_string(), vec![id.to_string()]);
@@ -157,20 +157,13 @@ impl DockerRuntime {
             filters: Some(filters),
             ..Default::default()
         };
-        let summaries = self
-            .docker
+        self.docker
             .list_containers(Some(options))
             .await
             .map_err(|source| RuntimeError::List {
                 instance: self.instance.clone(),
                 source,
-            })?;
-        let mut replicas: Vec<Replica> = summaries
-            .iter()
-            .filter_map(|s| replica_from_summary(&self.instance, s))
-            .collect();
-        replicas.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
-        Ok(replicas)
+            })
     }
 
     /// Resolves `id` to an owned container's full id.
