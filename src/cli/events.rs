@@ -78,18 +78,18 @@ pub fn aggregate(events: &[Event]) -> Vec<Aggregated> {
             .iter_mut()
             .find(|a| a.policy == e.policy && a.kind == e.kind && a.message == e.message)
         {
-            same.count += 1;
-            same.first_ms = same.first_ms.min(e.at_ms);
+            same.count += u64::from(e.occurrences());
+            same.first_ms = same.first_ms.min(e.first_at_ms());
             same.last_ms = same.last_ms.max(e.at_ms);
         } else {
             out.push(Aggregated {
                 policy: e.policy.clone(),
                 kind: e.kind.clone(),
                 message: e.message.clone(),
-                count: 1,
+                count: u64::from(e.occurrences()),
                 first_seen: String::new(),
                 last_seen: String::new(),
-                first_ms: e.at_ms,
+                first_ms: e.first_at_ms(),
                 last_ms: e.at_ms,
             });
         }
@@ -102,10 +102,7 @@ pub fn aggregate(events: &[Event]) -> Vec<Aggregated> {
     out
 }
 
-/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.
-pub fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
+pub use crate::state::rfc3339;
 
 /// How long ago, as kubectl prints it: `45s`, `12m`, `3h`, `2d`.
 pub fn age(ms: u64, now_ms: u64) -> String {
@@ -271,12 +268,7 @@ mod tests {
     use super::*;
 
     fn event(at_ms: u64, kind: &str, message: &str) -> Event {
-        Event {
-            at_ms,
-            policy: "web".into(),
-            kind: kind.into(),
-            message: message.into(),
-        }
+        Event::new(at_ms, "web", kind, message.into())
     }
 
     #[test]

@@ -384,12 +384,7 @@ mod tests {
         state.policies.insert("web".into(), Default::default());
         let long = "x".repeat(120);
         let events: Vec<Event> = (0..3)
-            .map(|i| Event {
-                at_ms: 1_000 + i * 1000,
-                policy: "web".into(),
-                kind: "StepFailed".into(),
-                message: long.clone(),
-            })
+            .map(|i| Event::new(1_000 + i * 1000, "web", "StepFailed", long.clone()))
             .collect();
         let text = table(&state, &events, 13_000, None);
         assert!(
@@ -403,12 +398,7 @@ mod tests {
     fn the_table_fits_the_width_it_is_given() {
         let mut state = State::default();
         state.policies.insert("web".into(), Default::default());
-        let events = vec![Event {
-            at_ms: 0,
-            policy: "web".into(),
-            kind: "StepFailed".into(),
-            message: "word ".repeat(60),
-        }];
+        let events = vec![Event::new(0, "web", "StepFailed", "word ".repeat(60))];
         let text = table(&state, &events, 0, Some(80));
         for line in text.lines() {
             assert!(

@@ -129,12 +129,7 @@ mod tests {
     use super::*;
 
     fn ev(i: u64) -> Event {
-        Event {
-            at_ms: i,
-            policy: "web".into(),
-            kind: "ScaledUp".into(),
-            message: format!("n{i}"),
-        }
+        Event::new(i, "web", "ScaledUp", format!("n{i}"))
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub use lock::StateLock;
 pub use store::StateReset;
 pub use types::{
     Condition, CounterSample, Event, MetricValue, PolicyState, PolicyStatus, State,
-    UpstreamSettings,
+    UpstreamSettings, rfc3339,
 };
 
 /// Errors of the state directory.
@@ -235,11 +235,9 @@ impl StateDir {
             let events: Vec<Event> = loaded
                 .resets
                 .iter()
-                .map(|r| Event {
-                    at_ms: now,
-                    policy: r.policy.clone().unwrap_or_default(),
-                    kind: "StateReset".to_owned(),
-                    message: r.message(),
+                .map(|r| {
+                    let policy = r.policy.clone().unwrap_or_default();
+                    Event::new(now, &policy, "StateReset", r.message())
                 })
                 .collect();
             self.ensure()?;

@@ -176,7 +176,10 @@ impl PolicyStatus {
 }
 
 /// One line of `events.jsonl`, e.g. `ScaledUp 2→5: 23.1 req/s per replica > 10`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Repeats of one event (same policy, kind and message) are folded into one line, as
+/// Kubernetes' events are: `count` occurrences from `firstMs` to `atMs`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     /// Milliseconds since the epoch.
@@ -187,4 +190,60 @@ pub struct Event {
     pub kind: String,
     /// Sentence for people.
     pub message: String,
+    /// `atMs` as RFC 3339 (UTC), for people and tools reading the log.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub time: String,
+    /// Occurrences this line stands for (1 when absent).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub count: u32,
+    /// First of those occurrences, ms since the epoch (absent: `atMs`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_ms: u64,
+}
+
+impl Event {
+    /// One occurrence of `kind` for `policy` at `at_ms`.
+    pub fn new(at_ms: u64, policy: &str, kind: &str, message: String) -> Self {
+        Self {
+            at_ms,
+            policy: policy.to_owned(),
+            kind: kind.to_owned(),
+            message,
+            time: rfc3339(at_ms),
+            count: 1,
+            first_ms: 0,
+        }
+    }
+
+    /// Occurrences this line stands for.
+    pub fn occurrences(&self) -> u32 {
+        self.count.max(1)
+    }
+
+    /// When the first of them happened.
+    pub fn first_at_ms(&self) -> u64 {
+        if self.first_ms == 0 {
+            self.at_ms
+        } else {
+            self.first_ms
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n <= 1
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
 }
