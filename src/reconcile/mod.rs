@@ -5,6 +5,8 @@
 //! - [`observe`]: containers, readiness, host ports and metrics into plain values;
 //! - [`execute`]: runs a plan's steps in order, same-kind steps concurrently;
 //! - [`retire`]: drain, stop and remove of a replica, in the background;
+//! - `remove.rs`: tearing a whole policy down (`down`, a policy gone from its file);
+//! - `what_if.rs`: the nginx config a dry run would leave (`diff`);
 //! - [`upstreams`]: the nginx upstream table every policy shares;
 //! - [`status`]: conditions, decision records and prune bookkeeping;
 //! - [`events`]: the event log;
@@ -20,10 +22,12 @@ pub mod error;
 pub mod events;
 pub mod execute;
 pub mod observe;
+mod remove;
 pub mod retire;
 pub mod seams;
 pub mod status;
 pub mod upstreams;
+mod what_if;
 
 #[cfg(test)]
 pub mod testing;
@@ -48,7 +52,7 @@ use upstreams::UpstreamTable;
 
 use crate::lb::LoadBalancer;
 use crate::nginx::Upstream;
-use crate::plan::{self, Desired, ObservedReplica, Plan, Step};
+use crate::plan::{self, Desired, Plan, Step};
 use crate::policy::ScalingPolicy;
 use crate::policy_files::LoadErrors;
 use crate::runtime::Runtime;
@@ -371,120 +375,6 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         Ok(())
     }
 
-    /// Plans the removal of a policy (`down`, or a policy removed from its file) from what
-    /// is observed, whatever the state says, and in apply mode executes it and forgets the
-    /// policy. `cancel` stops it between steps (the policy came back); the daemon passes
-    /// one and then also waits for a renamed successor to take over the listen address.
-    ///
-    /// # Errors
-    /// [`ReconcileError::HandoverPending`] while a successor is not ready yet (at once
-    /// without `cancel`, after [`HANDOVER_WAIT`] with it).
-    pub async fn remove_policy(
-        &self,
-        name: &str,
-        drain_timeout: Duration,
-        mode: PassMode,
-        cancel: Option<CancellationToken>,
-    ) -> Result<PolicyReport, ReconcileError> {
-        if mode == PassMode::Apply {
-            self.await_handover(name, cancel.as_ref()).await?;
-        }
-        let lock = self.policy_lock(name);
-        let _held = lock.lock().await;
-        let hidden = self.retirements.active(name);
-        let all = self.runtime.list_policy(name).await?;
-        let mut addrs = BTreeMap::new();
-        let observed: Vec<ObservedReplica> = all
-            .iter()
-            .filter(|r| !hidden.contains(&r.id))
-            .map(|r| {
-                if let Some(addr) = observe::replica_addr(&r.host_ip, r.host_port) {
-                    addrs.insert(r.host_port, addr);
-                }
-                ObservedReplica {
-                    id: r.id.clone(),
-                    name: r.name.clone(),
-                    host_port: r.host_port,
-                    template_hash: r.template_hash.clone(),
-                    running: r.running,
-                    // Whatever its probe says, a replica may hold traffic: drain it.
-                    ready: r.running,
-                    age_seconds: 0,
-                }
-            })
-            .collect();
-        let live = ports_of(&self.table.servers(name).await);
-        let desired = Desired {
-            policy: name,
-            instance: &self.settings.instance,
-            template_hash: "",
-            replicas: 0,
-            port_range: (1, 0),
-            unavailable_ports: &[],
-            readiness_timeout_seconds: u64::MAX,
-        };
-        let plan = plan::plan(&desired, &observed, &live);
-        let mut report = PolicyReport::planned(name, None, plan);
-        if mode == PassMode::DryRun {
-            return Ok(report);
-        }
-        let cancel = cancel.unwrap_or_else(|| self.shutdown.child_token());
-        let mut ctx = ExecContext {
-            policy: name.to_owned(),
-            spec: None,
-            drain_timeout,
-            metrics_path: "/metrics".to_owned(),
-            addrs,
-            cancel: cancel.clone(),
-        };
-        let execution = self.execute(&mut ctx, &report.plan.steps).await;
-        report.done = execution.done;
-        report.error = execution.error;
-        report.retire_failures = self.retirements.settle(name).await;
-        if !report.converged() || execution.cancelled || cancel.is_cancelled() {
-            return Ok(report);
-        }
-        self.table.remove(&self.lb, name).await?;
-        let mut state = self.state.lock().await;
-        state.policies.remove(name);
-        self.state_dir.save(&state)?;
-        drop(state);
-        self.events.record(
-            name,
-            "PolicyRemoved",
-            format!("{name}: replicas drained and removed, upstream dropped"),
-        );
-        Ok(report)
-    }
-
-    /// Returns once `name` no longer serves a listen address a successor claims; with no
-    /// `cancel` (a one-shot pass), at once with an error.
-    async fn await_handover(
-        &self,
-        name: &str,
-        cancel: Option<&CancellationToken>,
-    ) -> Result<(), ReconcileError> {
-        let deadline = tokio::time::Instant::now() + HANDOVER_WAIT;
-        while let Some(listen) = self.table.pending_handover(name).await {
-            let give_up = cancel.is_none_or(CancellationToken::is_cancelled)
-                || tokio::time::Instant::now() >= deadline;
-            if give_up {
-                return Err(ReconcileError::HandoverPending {
-                    policy: name.to_owned(),
-                    listen,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(())
-    }
-
-    /// Waits for the background retirements of `policy` (`reconcile --once` before exit);
-    /// their failures join the report.
-    pub async fn settle(&self, report: &mut PolicyReport) {
-        report.retire_failures = self.retirements.settle(&report.policy).await;
-    }
-
     /// Builds the upstream table from the live config, the state and `policies`, and (in
     /// apply mode) makes nginx serve it. Call once before a round of per-policy passes.
     ///
@@ -617,47 +507,6 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
             .filter(|(name, ps)| !present.contains(*name) && files.contains(&ps.source_file))
             .map(|(name, _)| name.clone())
             .collect()
-    }
-
-    /// The nginx config in place and the one the table renders after these dry-run
-    /// reports (`diff`): each report's last upstream step, removals dropped.
-    pub async fn config_diff(
-        &self,
-        reports: &[(PolicyReport, Option<&ScalingPolicy>)],
-    ) -> Result<(String, String), ReconcileError> {
-        let before = self.lb.current().await?.unwrap_or_default();
-        let mut servers = BTreeMap::new();
-        let mut dropped = BTreeSet::new();
-        for (report, policy) in reports {
-            let Some(policy) = policy else {
-                dropped.insert(report.policy.clone());
-                continue;
-            };
-            let current = self.table.servers(&report.policy).await;
-            let last = report.plan.steps.iter().rev().find_map(|s| match s {
-                Step::SetUpstream { ports, .. } => Some(ports.clone()),
-                _ => None,
-            });
-            if let Some(ports) = last {
-                let addrs: BTreeMap<u16, SocketAddr> =
-                    current.iter().map(|a| (a.port(), *a)).collect();
-                let after = ports
-                    .iter()
-                    .filter_map(|p| {
-                        addrs
-                            .get(p)
-                            .copied()
-                            .or_else(|| Some(observe::route_addr(policy.parsed.host_ip, *p)))
-                    })
-                    .collect();
-                servers.insert(report.policy.clone(), after);
-            }
-        }
-        let after = self
-            .table
-            .render_after(&self.lb, &servers, &dropped)
-            .await?;
-        Ok((before, after))
     }
 
     /// Number of policies whose upstream nginx still serves.
