@@ -50,6 +50,9 @@ pub struct World {
     pub foreign_ports: BTreeSet<u16>,
     /// Every call, in order.
     pub calls: Vec<Call>,
+    /// Names of containers outside this operator (other instances, strangers): a create
+    /// with one of these names conflicts, as Docker's does.
+    pub foreign_names: BTreeSet<String>,
     /// Creates of these images fail (image missing).
     pub missing_images: BTreeSet<String>,
     /// The next creates fail with a conflict (count).
@@ -299,10 +302,11 @@ impl Runtime for FakeRuntime {
                 source: engine_error("no such image"),
             });
         }
-        let clash = w.containers.values().any(|c| {
-            c.replica.name == spec.name
-                || (c.replica.host_port == spec.host_port && c.replica.running)
-        });
+        let clash = w.foreign_names.contains(&spec.name)
+            || w.containers.values().any(|c| {
+                c.replica.name == spec.name
+                    || (c.replica.host_port == spec.host_port && c.replica.running)
+            });
         if w.fail_creates > 0 || clash || w.foreign_ports.contains(&spec.host_port) {
             w.fail_creates = w.fail_creates.saturating_sub(1);
             return Err(RuntimeError::Create {

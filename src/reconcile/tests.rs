@@ -435,6 +435,21 @@ async fn a_port_taken_after_planning_fails_its_step_and_the_next_pass_moves() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_container_of_another_instance_named_like_ours_does_not_block_creates() {
+    let h = Harness::new();
+    // Another operator instance (or anyone) already has `web-8001` and `web-8002`,
+    // stopped or not: the engine refuses a second container of either name.
+    h.fakes
+        .world()
+        .foreign_names
+        .extend(["web-8001".to_owned(), "web-8002".to_owned()]);
+    let web = web(2, 5);
+    let reports = h.once(&[&web], &[]).await;
+    assert!(reports[0].converged(), "{:?}", reports[0].error);
+    assert_eq!(h.ports("web"), vec![8001, 8002]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_replica_killed_from_outside_is_replaced() {
     let h = Harness::new();
     let web = web(2, 5);
