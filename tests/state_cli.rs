@@ -166,7 +166,8 @@ fn second_operator_of_an_instance_is_refused_whatever_its_state_dir() {
         args.extend(["--instance", "statecli-a"]);
         let out = autoscaler(tmp.path(), &args);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {stderr}");
+        // Exit 3: the host cannot be used as asked (see the exit-code table).
+        assert_eq!(out.status.code(), Some(3), "{cmd:?}: {stderr}");
         assert!(
             stderr.contains("instance `statecli-a` holds the lock"),
             "{cmd:?}: {stderr}"

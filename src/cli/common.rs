@@ -37,7 +37,7 @@ pub struct OperatorArgs {
     /// State directory (history, status, events, lock, managed nginx prefix, `nginx -t`
     /// scratch); default `/var/lib/autoscaler` for root, `$XDG_STATE_HOME/autoscaler` or
     /// `~/.local/state/autoscaler` otherwise.
-    #[arg(long, env = "AUTOSCALER_STATE_DIR", default_value_os_t = crate::state::default_state_dir(), hide_default_value = true)]
+    #[arg(long, env = "AUTOSCALER_STATE_DIR", default_value_os_t = crate::state::default_state_dir())]
     pub state_dir: PathBuf,
     /// Operator instance id, stored as a label: two instances never touch each other's containers.
     #[arg(long, env = "AUTOSCALER_INSTANCE", default_value = "default")]

@@ -31,7 +31,7 @@ pub struct Args {
     /// Only the events of this policy.
     pub name: Option<String>,
     /// State directory of the operator to show.
-    #[arg(long, env = "AUTOSCALER_STATE_DIR", default_value_os_t = crate::state::default_state_dir(), hide_default_value = true)]
+    #[arg(long, env = "AUTOSCALER_STATE_DIR", default_value_os_t = crate::state::default_state_dir())]
     pub state_dir: std::path::PathBuf,
     /// Only events seen within this duration, e.g. `10m`, `1h`.
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]

@@ -25,7 +25,7 @@ pub struct Args {
     /// Only this policy.
     pub name: Option<String>,
     /// State directory of the operator to show (default as for `run`).
-    #[arg(long, env = "AUTOSCALER_STATE_DIR", default_value_os_t = crate::state::default_state_dir(), hide_default_value = true)]
+    #[arg(long, env = "AUTOSCALER_STATE_DIR", default_value_os_t = crate::state::default_state_dir())]
     pub state_dir: std::path::PathBuf,
     /// Print JSON (camelCase keys, RFC 3339 times) instead of a table.
     #[arg(long)]
