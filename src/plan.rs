@@ -121,7 +121,7 @@ pub struct Desired<'a> {
     pub policy: &'a str,
     /// Operator instance (part of container names, so instances never collide).
     pub instance: &'a str,
-    /// Template hash every replica should carry.
+    /// Template hash every replica should carry (empty when the policy is being removed).
     pub template_hash: &'a str,
     /// Replica count to converge on.
     pub replicas: u32,
@@ -210,7 +210,12 @@ pub fn plan(desired: &Desired, observed: &[ObservedReplica], live_upstream: &[u1
             (*r, reason)
         })
         .collect();
-    builder.retire_all(&victims, "scale down", &mut removals);
+    let why = if desired.template_hash.is_empty() && desired.replicas == 0 {
+        "policy removed"
+    } else {
+        "scale down"
+    };
+    builder.retire_all(&victims, why, &mut removals);
 
     // Phase 2: new replicas beyond those that replace outdated ones, plus unready survivors.
     let mut used: BTreeSet<u16> = observed

@@ -286,3 +286,22 @@ fn template_hash_changes_with_template_and_is_stable() {
     );
     assert_eq!(template_hash(&a).len(), 10);
 }
+
+#[test]
+fn removing_a_policy_says_so_in_every_removal() {
+    let gone = Desired {
+        template_hash: "",
+        replicas: 0,
+        ..desired(0)
+    };
+    let plan = plan(&gone, &[ready(8001, 50), ready(8002, 40)], &[8001, 8002]);
+    let removals: Vec<String> = render(&plan)
+        .into_iter()
+        .filter(|s| s.starts_with("remove"))
+        .collect();
+    assert_eq!(removals.len(), 2);
+    assert!(
+        removals.iter().all(|r| r.ends_with("(policy removed)")),
+        "{removals:?}"
+    );
+}
