@@ -7,6 +7,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The tests signal processes with /usr/bin/kill (procps), not the shell builtin.
+[ -x /usr/bin/kill ] || [ -x /bin/kill ] || missing+=(procps)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   SUDO=""
