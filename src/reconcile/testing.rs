@@ -26,8 +26,8 @@ pub enum Call {
     Stop(String),
     /// `remove` of a container id.
     Remove(String),
-    /// `apply` of an upstream set: policy → sorted ports.
-    Apply(BTreeMap<String, Vec<u16>>),
+    /// `apply` of an upstream set: policy → its sorted server addresses.
+    Apply(BTreeMap<String, Vec<SocketAddr>>),
 }
 
 /// What a fake container is.
@@ -404,9 +404,9 @@ impl LoadBalancer for FakeLb {
         let set = upstreams
             .iter()
             .map(|u| {
-                let mut ports: Vec<u16> = u.servers.iter().map(SocketAddr::port).collect();
-                ports.sort_unstable();
-                (u.policy.clone(), ports)
+                let mut servers = u.servers.clone();
+                servers.sort_unstable();
+                (u.policy.clone(), servers)
             })
             .collect();
         w.calls.push(Call::Apply(set));

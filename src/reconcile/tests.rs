@@ -581,7 +581,18 @@ async fn changing_host_ip_serves_each_replica_at_its_own_address_during_the_roll
     let v2_yaml = policy_yaml("web", 2, 5, 8080, "8001-8020", "")
         .replace("hostIp: 127.0.0.1", "hostIp: 127.0.0.2");
     let v2 = parse(&v2_yaml);
+    h.fakes.take_calls();
     h.once(&[&v2], &[]).await;
+    // Every upstream applied during the roll names the old replicas at their old address.
+    for call in h.fakes.take_calls() {
+        if let Call::Apply(set) = call {
+            for server in set.get("web").into_iter().flatten() {
+                let old = [8001, 8002].contains(&server.port());
+                let want = if old { "127.0.0.1" } else { "127.0.0.2" };
+                assert_eq!(server.ip().to_string(), want, "{set:?}");
+            }
+        }
+    }
     let config = h.fakes.world().nginx_config.clone().unwrap_or_default();
     let servers = crate::nginx::parse_upstreams(&config);
     let addrs: Vec<String> = servers["web"].iter().map(|a| a.to_string()).collect();
