@@ -185,6 +185,21 @@ pub struct Summary {
     pub peak: u32,
 }
 
+impl Summary {
+    /// The figures of `policy` over `seconds`, before any second is recorded.
+    fn empty(policy: String, seconds: u64) -> Self {
+        Self {
+            policy,
+            seconds,
+            replica_seconds: 0,
+            under_provisioned_seconds: 0,
+            longest_under_provisioned: 0,
+            scale_events: 0,
+            peak: 0,
+        }
+    }
+}
+
 /// One policy over one trace.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -239,15 +254,7 @@ pub fn simulate_every(
     let mut history = History::default();
     let mut tally = Tally::with_capacity(trace.rps.len());
     let mut events = Vec::new();
-    let mut summary = Summary {
-        policy: policy.metadata.name.clone(),
-        seconds: trace.rps.len() as u64,
-        replica_seconds: 0,
-        under_provisioned_seconds: 0,
-        longest_under_provisioned: 0,
-        scale_events: 0,
-        peak: 0,
-    };
+    let mut summary = Summary::empty(policy.metadata.name.clone(), trace.rps.len() as u64);
     for (s, &rps) in trace.rps.iter().enumerate() {
         let s = s as u64;
         let now_ms = model.start_ms + s * 1000;
@@ -348,15 +355,7 @@ pub fn original_tool_baseline(policy: &ScalingPolicy, trace: &Trace, model: &Mod
     let mut readings: Vec<f64> = Vec::new();
     let mut tally = Tally::with_capacity(trace.rps.len());
     let mut events = Vec::new();
-    let mut summary = Summary {
-        policy: name,
-        seconds: trace.rps.len() as u64,
-        replica_seconds: 0,
-        under_provisioned_seconds: 0,
-        longest_under_provisioned: 0,
-        scale_events: 0,
-        peak: 0,
-    };
+    let mut summary = Summary::empty(name, trace.rps.len() as u64);
     for (s, &rps) in trace.rps.iter().enumerate() {
         let s = s as u64;
         let now_ms = model.start_ms + s * 1000;

@@ -13,7 +13,7 @@ use super::seams::Clock;
 use crate::state::{Event, StateDir};
 
 /// How many recent events are kept in memory.
-const RECENT_EVENTS: usize = 100;
+pub const RECENT_EVENTS: usize = 100;
 
 /// Repeats of one event within this long of its last written line are folded.
 pub const FOLD_WINDOW_MS: u64 = 60_000;
@@ -187,11 +187,6 @@ fn fold(folded: &mut BTreeMap<Key, Folded>, key: Key, now: u64) -> Option<(u32, 
             Some((1, now))
         }
     }
-}
-
-/// The recent-events window size, for callers that preload it.
-pub const fn recent_capacity() -> usize {
-    RECENT_EVENTS
 }
 
 #[cfg(test)]

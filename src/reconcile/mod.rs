@@ -171,7 +171,7 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         seams: Seams,
     ) -> Result<Self, ReconcileError> {
         let state = state_dir.load()?;
-        let recent = state_dir.recent_events(events::recent_capacity())?;
+        let recent = state_dir.recent_events(events::RECENT_EVENTS)?;
         let events = Arc::new(EventLog::new(
             state_dir.clone(),
             seams.clock.clone(),

@@ -57,17 +57,6 @@ impl Retirements {
             .collect()
     }
 
-    /// Number of retirements in flight, all policies.
-    pub fn in_flight(&self) -> usize {
-        self.tasks
-            .lock()
-            .map(|mut t| {
-                t.retain(|_, r| !r.task.is_finished());
-                t.len()
-            })
-            .unwrap_or(0)
-    }
-
     /// Waits for every retirement of `policy`; returns the failures in words.
     pub async fn settle(&self, policy: &str) -> Vec<String> {
         let handles: Vec<JoinHandle<Result<(), String>>> = match self.tasks.lock() {

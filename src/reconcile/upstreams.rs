@@ -221,11 +221,6 @@ impl UpstreamTable {
         (contested && table.owners.get(&listen).map(String::as_str) == Some(name)).then_some(listen)
     }
 
-    /// Whether the policy has an entry.
-    pub async fn contains(&self, name: &str) -> bool {
-        self.inner.lock().await.entries.contains_key(name)
-    }
-
     /// The servers of a policy's entry (empty without one).
     pub async fn servers(&self, name: &str) -> Vec<SocketAddr> {
         let table = self.inner.lock().await;
