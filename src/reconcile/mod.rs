@@ -205,9 +205,9 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         let name = policy.metadata.name.as_str();
         let lock = self.policy_lock(name);
         let _held = lock.lock().await;
-        let obs = self.observe(policy).await?;
+        let mut obs = self.observe(policy).await?;
         let (decision, samples, warnings) = self.decide(policy, &obs).await;
-        let plan = self.plan(policy, decision.desired, &obs).await;
+        let plan = self.plan(policy, decision.desired, &mut obs).await?;
         let mut report = PolicyReport::planned(name, Some(decision), plan);
         if mode == PassMode::DryRun {
             return Ok(report);
@@ -269,19 +269,35 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         (decision, metrics.samples, metrics.warnings)
     }
 
-    async fn plan(&self, policy: &ScalingPolicy, replicas: u32, obs: &Observation) -> Plan {
+    /// Plans the pass. Only a plan that creates needs to know which host ports are free,
+    /// so the range is checked (every owned container listed, ports bound) only then, and
+    /// the plan made again on what that found.
+    async fn plan(
+        &self,
+        policy: &ScalingPolicy,
+        replicas: u32,
+        obs: &mut Observation,
+    ) -> Result<Plan, ReconcileError> {
         let hash = plan::template_hash(policy);
         let live: Vec<u16> = ports_of(&self.table.servers(&policy.metadata.name).await);
-        let desired = Desired {
-            policy: &policy.metadata.name,
-            instance: &self.settings.instance,
-            template_hash: &hash,
-            replicas,
-            port_range: policy.parsed.port_range,
-            unavailable_ports: &obs.unavailable_ports,
-            readiness_timeout_seconds: readiness_timeout(policy),
+        let plan_on = |obs: &Observation| {
+            let desired = Desired {
+                policy: &policy.metadata.name,
+                instance: &self.settings.instance,
+                template_hash: &hash,
+                replicas,
+                port_range: policy.parsed.port_range,
+                unavailable_ports: &obs.unavailable_ports,
+                readiness_timeout_seconds: readiness_timeout(policy),
+            };
+            plan::plan(&desired, &obs.replicas, &live)
         };
-        plan::plan(&desired, &obs.replicas, &live)
+        let first = plan_on(obs);
+        if !first.steps.iter().any(|s| matches!(s, Step::Create { .. })) {
+            return Ok(first);
+        }
+        observe::host_ports(self.runtime.as_ref(), &self.seams, policy, obs).await?;
+        Ok(plan_on(obs))
     }
 
     async fn execute(&self, ctx: &mut ExecContext, steps: &[Step]) -> Execution {

@@ -49,7 +49,8 @@ impl Observation {
 }
 
 /// Lists a policy's containers (minus `hidden` ones, e.g. replicas draining in the
-/// background), probes the running ones and finds the unusable ports of its range.
+/// background) and probes the running ones. Hidden replicas' ports count as unavailable;
+/// the rest of the range is only looked at when a plan wants to create ([`host_ports`]).
 pub async fn replicas<R: Runtime>(
     runtime: &R,
     seams: &Seams,
@@ -57,10 +58,7 @@ pub async fn replicas<R: Runtime>(
     hidden: &BTreeSet<String>,
     probe_timeout: Duration,
 ) -> Result<Observation, RuntimeError> {
-    let name = &policy.metadata.name;
-    let all = runtime.list().await?;
-    let (mine, others): (Vec<Replica>, Vec<Replica>) =
-        all.into_iter().partition(|r| &r.policy == name);
+    let mine = runtime.list_policy(&policy.metadata.name).await?;
     let path = policy.spec.template.readiness.http_get.path.as_str();
     let visible: Vec<Replica> = mine
         .iter()
@@ -94,22 +92,42 @@ pub async fn replicas<R: Runtime>(
             age_seconds: age_seconds(r, now_ms),
         });
     }
-    let used: BTreeSet<u16> = others
+    obs.unavailable_ports = mine
         .iter()
-        .chain(mine.iter().filter(|r| hidden.contains(&r.id)))
+        .filter(|r| hidden.contains(&r.id))
         .map(|r| r.host_port)
         .collect();
-    obs.unavailable_ports = unavailable_ports(seams, policy, &used, &visible);
     Ok(obs)
 }
 
-/// Ports of the policy's range that the plan may not use, found in order until enough
-/// usable ones are known for the largest plan (max replicas plus the update's surge).
+/// Adds to `obs` every port of the policy's range that a create may not use: held by
+/// other containers of this operator (a renamed policy's, say) or not bindable now. Found
+/// in order until enough usable ones are known for the largest plan (max replicas plus the
+/// update's surge). Lists every owned container, so a pass calls it only to create.
+pub async fn host_ports<R: Runtime>(
+    runtime: &R,
+    seams: &Seams,
+    policy: &ScalingPolicy,
+    obs: &mut Observation,
+) -> Result<(), RuntimeError> {
+    let others = runtime.list().await?;
+    let mut used: BTreeSet<u16> = obs.unavailable_ports.iter().copied().collect();
+    used.extend(
+        others
+            .iter()
+            .filter(|r| r.policy != policy.metadata.name)
+            .map(|r| r.host_port),
+    );
+    obs.unavailable_ports = unavailable_ports(seams, policy, &used, &obs.replicas);
+    Ok(())
+}
+
+/// See [`host_ports`].
 fn unavailable_ports(
     seams: &Seams,
     policy: &ScalingPolicy,
     used: &BTreeSet<u16>,
-    own: &[Replica],
+    own: &[ObservedReplica],
 ) -> Vec<u16> {
     let (first, last) = policy.parsed.port_range;
     let ip = policy.parsed.host_ip;
