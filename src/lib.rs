@@ -16,6 +16,7 @@
 //! - [`runtime`]: the container runtime trait and its Docker implementation.
 //! - [`lb`]: writes, validates and reloads the nginx config (managed or external).
 //! - [`metrics`]: scrapes replicas and queries Prometheus; computes rates.
+//! - [`signal`]: the load-balancer signal stream: every request nginx proxies, aggregated.
 //! - [`state`]: the state directory (history, status, events) and its lock.
 //! - [`reconcile`]: one pass: observe, decide, plan, execute, record (a folder: one job
 //!   per file, with fakes of its boundaries for in-process tests).
@@ -45,6 +46,7 @@ pub mod policy_files;
 pub mod reconcile;
 pub mod runtime;
 pub mod scaling;
+pub mod signal;
 pub mod simulate;
 pub mod state;
 pub mod telemetry;
