@@ -76,6 +76,9 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<LoadedPolicy>, LoadErrors> {
         }
     }
     errors.extend(policy::validate_all(&parsed));
+    // The CA and secret files Prometheus sources name must be readable now, not at the
+    // first query.
+    errors.extend(crate::metrics::files::check_policy_files(&parsed));
     if !errors.is_empty() {
         errors.sort();
         errors.dedup();

@@ -1,6 +1,10 @@
 //! Metric inputs: scrape replicas' Prometheus expositions and query a Prometheus server,
 //! with bounded bodies and bounded concurrency; [`aggregate`] turns samples into readings.
 //!
+//! Replicas are scraped over plain HTTP; a Prometheus server may be `https://`
+//! ([`prometheus`]: client per TLS setting, credentials; [`tls`]: rustls on `ring` with
+//! bundled or CA-file roots; [`files`]: the CA and secret files a source names).
+//!
 //! # Limits
 //! Every response body (a replica's `/metrics`, a Prometheus answer) is read in chunks and
 //! refused with [`MetricsError::BodyTooLarge`] as soon as it would pass the body cap
@@ -10,12 +14,14 @@
 //! spent on bodies is thus bounded by about cap × concurrency.
 
 pub mod aggregate;
+pub mod files;
+pub mod prometheus;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 pub use aggregate::{SeriesValue, rate};
@@ -86,6 +92,44 @@ pub enum MetricsError {
         /// The value (or the sum) read.
         value: f64,
     },
+    /// A file the Prometheus source names (CA, token, password) is unusable.
+    #[error("Prometheus at {url}: {field}: {source}")]
+    SourceFile {
+        /// Server URL.
+        url: String,
+        /// The field naming the file, e.g. `tls.caFile`.
+        field: &'static str,
+        /// Cause (names the file, never its content).
+        source: files::FileError,
+    },
+    /// The TLS settings of a source could not be turned into a client configuration.
+    #[error("cannot set up TLS for {url}: {source}")]
+    Tls {
+        /// Server URL.
+        url: String,
+        /// Cause.
+        source: tls::TlsError,
+    },
+    /// The TLS handshake failed: an untrusted or misnamed certificate, or no TLS at all.
+    #[error("TLS handshake with {url} failed: {reason}; {hint}")]
+    Handshake {
+        /// URL requested.
+        url: String,
+        /// rustls' reason.
+        reason: String,
+        /// What to change, in the resource's words.
+        hint: &'static str,
+    },
+    /// The server refused the request's credentials (HTTP 401 or 403).
+    #[error("Prometheus at {url} answered HTTP {status}: {detail}")]
+    Unauthorized {
+        /// Server URL.
+        url: String,
+        /// 401 or 403.
+        status: u16,
+        /// Which credentials were sent (never their value).
+        detail: String,
+    },
     /// The Prometheus answer was not a single number.
     #[error("Prometheus query {query:?} at {url}: {message}")]
     Query {
@@ -98,16 +142,37 @@ pub enum MetricsError {
     },
 }
 
-/// Scrapes expositions and queries Prometheus over plain HTTP, never through a proxy.
+/// Scrapes expositions over plain HTTP and queries Prometheus over HTTP or HTTPS, never
+/// through a proxy.
 ///
-/// Clones share the HTTP connection pool and the concurrency bound.
+/// Clones share the HTTP connection pools, the TLS client cache and the concurrency bound.
 #[derive(Debug, Clone)]
 pub struct Scraper {
+    /// Replica scrapes, plain Prometheus and `https://` with the bundled roots.
     client: reqwest::Client,
+    /// Per-request timeout, for the TLS clients built later.
+    timeout: Duration,
+    /// One client per distinct TLS setting of a Prometheus source (see [`prometheus`]).
+    tls_clients: Arc<prometheus::TlsClients>,
     /// Cap on one response body, in bytes.
     max_body_bytes: usize,
     /// One permit per request in flight (see the module's `# Limits`).
     permits: Arc<Semaphore>,
+}
+
+/// A client with `timeout` on connect and on the whole request, `tls`, and never a proxy.
+fn build_client(
+    timeout: Duration,
+    tls: rustls::ClientConfig,
+) -> Result<reqwest::Client, MetricsError> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(MetricsError::Client)
 }
 
 /// A response read whole, within the cap.
@@ -119,15 +184,15 @@ struct Body {
 impl Scraper {
     /// A scraper whose every request gives up after `timeout`, with the default limits.
     pub fn new(timeout: Duration) -> Result<Self, MetricsError> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(MetricsError::Client)?;
+        let config =
+            tls::client_config(tls::Roots::Bundled, None).map_err(|source| MetricsError::Tls {
+                url: "https:// with the bundled roots".to_owned(),
+                source,
+            })?;
         Ok(Self {
-            client,
+            client: build_client(timeout, config)?,
+            timeout,
+            tls_clients: Arc::default(),
             max_body_bytes: MAX_SCRAPE_BYTES,
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_SCRAPES)),
         })
@@ -158,9 +223,16 @@ impl Scraper {
     ) -> Result<Body, MetricsError> {
         // The semaphore is never closed; if it were, scraping unbounded beats not scraping.
         let _permit = self.permits.acquire().await.ok();
-        let request_err = |source| MetricsError::Request {
-            url: url.to_owned(),
-            source,
+        let request_err = |source: reqwest::Error| match tls::rustls_cause(&source) {
+            Some(cause) => MetricsError::Handshake {
+                url: url.to_owned(),
+                reason: cause.to_string(),
+                hint: tls::handshake_hint(cause),
+            },
+            None => MetricsError::Request {
+                url: url.to_owned(),
+                source,
+            },
         };
         let too_large = || MetricsError::BodyTooLarge {
             url: url.to_owned(),
@@ -278,146 +350,5 @@ impl Scraper {
             message: e.to_string(),
         })?;
         Ok((url, exposition))
-    }
-
-    /// Runs an instant query and returns its single value (scalar or one-element vector).
-    ///
-    /// # Errors
-    /// [`MetricsError::Query`] when the answer is an error, not one series, or not a finite
-    /// number; [`MetricsError::BodyTooLarge`] past the body cap; `Request` on the wire.
-    pub async fn prometheus_query(&self, base: &str, query: &str) -> Result<f64, MetricsError> {
-        let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
-        let query_err = |message: String| MetricsError::Query {
-            url: base.to_owned(),
-            query: query.to_owned(),
-            message,
-        };
-        // Prometheus answers errors (a bad query: 400, 422) with a JSON body that says why.
-        let request = self.client.get(&url).query(&[("query", query)]);
-        let body = self.send_capped(request, &url, false).await?;
-        let answer: QueryResponse = serde_json::from_slice(&body.bytes).map_err(|e| {
-            query_err(format!(
-                "answer (HTTP {}) is not Prometheus JSON: {e}",
-                body.status.as_u16()
-            ))
-        })?;
-        query_value(&answer).map_err(query_err)
-    }
-}
-
-/// The subset of Prometheus' `/api/v1/query` answer that matters here.
-#[derive(Debug, Deserialize)]
-struct QueryResponse {
-    status: String,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    data: Option<QueryData>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
-enum QueryData {
-    Scalar((f64, String)),
-    Vector(Vec<VectorSample>),
-    Matrix(serde::de::IgnoredAny),
-    String(serde::de::IgnoredAny),
-}
-
-#[derive(Debug, Deserialize)]
-struct VectorSample {
-    value: (f64, String),
-}
-
-fn query_value(body: &QueryResponse) -> Result<f64, String> {
-    if body.status != "success" {
-        return Err(body
-            .error
-            .clone()
-            .unwrap_or_else(|| format!("status {}", body.status)));
-    }
-    let text = match &body.data {
-        Some(QueryData::Scalar((_, v))) => v,
-        Some(QueryData::Vector(samples)) => match samples.as_slice() {
-            [one] => &one.value.1,
-            [] => return Err("query returned no series".to_owned()),
-            many => {
-                return Err(format!(
-                    "query returned {} series; aggregate it (e.g. sum(...))",
-                    many.len()
-                ));
-            }
-        },
-        Some(QueryData::Matrix(_)) | Some(QueryData::String(_)) => {
-            return Err("query must return a scalar or an instant vector".to_owned());
-        }
-        None => return Err("answer has no data".to_owned()),
-    };
-    let value: f64 = text
-        .parse()
-        .map_err(|_| format!("value {text:?} is not a number"))?;
-    if value.is_finite() {
-        Ok(value)
-    } else {
-        Err(format!("value {text} is not finite"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn non_finite_prometheus_values_are_errors_not_numbers() {
-        for value in ["NaN", "+Inf", "-Inf", "Inf"] {
-            for kind in ["scalar", "vector"] {
-                let result = match kind {
-                    "scalar" => format!("[1,\"{value}\"]"),
-                    _ => format!("[{{\"metric\":{{}},\"value\":[1,\"{value}\"]}}]"),
-                };
-                let text = format!(
-                    "{{\"status\":\"success\",\"data\":{{\"resultType\":\"{kind}\",\"result\":{result}}}}}"
-                );
-                let answer: QueryResponse = serde_json::from_str(&text).expect("fixture parses");
-                let got = query_value(&answer);
-                assert!(
-                    got.as_ref().is_err_and(|e| e.contains("not finite")),
-                    "{kind} {value}: {got:?}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn query_answers() {
-        let parse = |text: &str| query_value(&serde_json::from_str(text).unwrap());
-        assert_eq!(
-            parse(
-                r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"42.5"]}]}}"#
-            ),
-            Ok(42.5)
-        );
-        assert_eq!(
-            parse(r#"{"status":"success","data":{"resultType":"scalar","result":[1,"3"]}}"#),
-            Ok(3.0)
-        );
-        assert!(
-            parse(r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#)
-                .unwrap_err()
-                .contains("no series")
-        );
-        assert!(parse(r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]},{"metric":{},"value":[1,"2"]}]}}"#)
-            .unwrap_err()
-            .contains("aggregate"));
-        assert!(
-            parse(r#"{"status":"error","error":"bad query"}"#)
-                .unwrap_err()
-                .contains("bad query")
-        );
-        assert!(
-            parse(r#"{"status":"success","data":{"resultType":"scalar","result":[1,"NaN"]}}"#)
-                .unwrap_err()
-                .contains("not finite")
-        );
     }
 }

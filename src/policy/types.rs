@@ -308,12 +308,55 @@ fn default_counter() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrometheusMetric {
-    /// Base URL of the server, e.g. `http://127.0.0.1:9090`.
+    /// Base URL of the server, e.g. `http://127.0.0.1:9090` or `https://prom.example:9090`.
     pub url: String,
     /// PromQL returning one scalar or a one-element vector: the total across replicas.
     pub query: String,
     /// Desired value per replica.
     pub target_per_replica: f64,
+    /// How to verify an `https://` server; only with an `https://` url. Without it the
+    /// certificate must chain to the bundled Mozilla roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<PrometheusTls>,
+    /// Credentials sent with every query, read from files at each query (so a rotated
+    /// token is picked up). Over plain `http://` only to a loopback address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<PrometheusAuth>,
+}
+
+/// Server verification for an `https://` Prometheus.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusTls {
+    /// PEM file of the CA certificate(s) that signed the server's certificate; replaces
+    /// the bundled roots (a private CA trusts only itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Name the server's certificate must carry, when it differs from the url's host
+    /// (e.g. the url is an IP address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+/// Credentials for a Prometheus server; externally tagged: `{bearerTokenFile: PATH}` or
+/// `{basic: {username: U, passwordFile: PATH}}`. A trailing newline in a file is ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum PrometheusAuth {
+    /// `Authorization: Bearer <token>`, the token read from this file.
+    BearerTokenFile(String),
+    /// HTTP basic authentication.
+    Basic(BasicAuth),
+}
+
+/// HTTP basic authentication; the password is read from a file, never written inline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name (no `:`).
+    pub username: String,
+    /// File holding the password.
+    pub password_file: String,
 }
 
 /// Which decision rule turns metrics into a replica count.

@@ -11,7 +11,8 @@ use super::grammar;
 use super::locate::join_key;
 use super::parse::ParsedPolicy;
 use super::types::{
-    API_VERSION, KIND, MetricSpec, RatePolicyKind, ScalingPolicy, ScalingRules, SelectPolicy,
+    API_VERSION, KIND, MetricSpec, PrometheusAuth, PrometheusMetric, RatePolicyKind, ScalingPolicy,
+    ScalingRules, SelectPolicy,
 };
 
 /// Longest stabilization window accepted, in seconds (HPA's limit).
@@ -219,6 +220,7 @@ pub fn check_policy(p: &ScalingPolicy) -> Vec<Violation> {
                     );
                 }
                 c.positive_finite(&format!("{base}.targetPerReplica"), pm.target_per_replica);
+                check_prometheus_access(&mut c, &base, pm);
             }
         }
     }
@@ -259,6 +261,108 @@ pub fn check_policy(p: &ScalingPolicy) -> Vec<Violation> {
         );
     }
     c.0
+}
+
+/// TLS and credentials of a Prometheus source: TLS only for `https://`, credentials in
+/// clear text only to a loopback address, every file path absolute (the daemon's working
+/// directory is no place to resolve them from). Whether the files can be read is checked
+/// by the loader, which may touch the filesystem (`metrics::files::check_policy_files`).
+fn check_prometheus_access(c: &mut Checks, base: &str, pm: &PrometheusMetric) {
+    let https = pm.url.starts_with("https://");
+    if let Some(tls) = &pm.tls {
+        if !https {
+            c.push(
+                format!("{base}.tls"),
+                format!(
+                    "applies only to an https:// url, and the url is {:?}",
+                    pm.url
+                ),
+            );
+        }
+        if let Some(ca) = &tls.ca_file {
+            c.grammar(format!("{base}.tls.caFile"), absolute_file(ca));
+        }
+        if let Some(name) = &tls.server_name {
+            c.grammar(format!("{base}.tls.serverName"), server_name(name));
+        }
+    }
+    match &pm.auth {
+        None => {}
+        Some(auth) => {
+            if !https && !url_host_is_loopback(&pm.url) {
+                c.push(
+                    format!("{base}.auth"),
+                    "would send credentials in clear text: use an https:// url \
+                     (plain http:// is allowed only to a loopback address)",
+                );
+            }
+            match auth {
+                PrometheusAuth::BearerTokenFile(path) => {
+                    c.grammar(format!("{base}.auth.bearerTokenFile"), absolute_file(path));
+                }
+                PrometheusAuth::Basic(basic) => {
+                    let user = &basic.username;
+                    if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {
+                        c.push(
+                            format!("{base}.auth.basic.username"),
+                            format!(
+                                "{user:?} must be non-empty, without ':' or control characters"
+                            ),
+                        );
+                    }
+                    c.grammar(
+                        format!("{base}.auth.basic.passwordFile"),
+                        absolute_file(&basic.password_file),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// An absolute file path on one line.
+fn absolute_file(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!(
+            "{path:?} must be an absolute path (starting with /)"
+        ));
+    }
+    if path.len() > 4096 || path.chars().any(char::is_control) {
+        return Err(format!(
+            "{path:?} must be at most 4096 bytes, without control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// A DNS name (labels of letters, digits and `-`) or an IP address, as a certificate
+/// names its server.
+fn server_name(name: &str) -> Result<(), String> {
+    let dns = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if dns || name.parse::<IpAddr>().is_ok() {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a DNS name or an IP address"))
+    }
+}
+
+/// Whether the host of an `http(s)://` url is `localhost` or a loopback IP.
+fn url_host_is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn check_rules(c: &mut Checks, base: &str, rules: &ScalingRules) {
@@ -585,6 +689,132 @@ spec:
             "MODE: fast => MODE: 'two words; \"quoted\"'",
         ] {
             assert_eq!(check_policy(&policy(edit)), vec![], "{edit}");
+        }
+    }
+
+    /// `check_policy` of BASE with its metric replaced by `prometheus: {<fields>}`.
+    fn prometheus(fields: &str) -> Vec<Violation> {
+        let edit = format!(
+            "[{{requestRate: {{targetPerReplica: 10}}}}] => [{{prometheus: {{query: up, targetPerReplica: 1, {fields}}}}}]"
+        );
+        check_policy(&policy(&edit))
+    }
+
+    #[test]
+    fn prometheus_tls_and_auth_rules() {
+        const P: &str = "spec.metrics[0].prometheus";
+        // (fields, paths expected in error; empty = valid)
+        let cases: &[(&str, &[&str])] = &[
+            ("url: 'https://prom:9090'", &[]),
+            ("url: 'https://prom:9090', tls: {}", &[]),
+            (
+                "url: 'https://10.0.0.5:9090', tls: {caFile: /etc/prom/ca.pem, serverName: prom.internal}",
+                &[],
+            ),
+            ("url: 'https://prom', tls: {serverName: 10.0.0.5}", &[]),
+            ("url: 'https://prom', tls: {serverName: '::1'}", &[]),
+            (
+                "url: 'https://prom', auth: {bearerTokenFile: /run/token}",
+                &[],
+            ),
+            (
+                "url: 'https://prom', auth: {basic: {username: ops, passwordFile: /run/pw}}",
+                &[],
+            ),
+            // Clear-text credentials only to loopback.
+            (
+                "url: 'http://127.0.0.1:9090', auth: {bearerTokenFile: /t}",
+                &[],
+            ),
+            (
+                "url: 'http://localhost:9090', auth: {bearerTokenFile: /t}",
+                &[],
+            ),
+            ("url: 'http://[::1]:9090', auth: {bearerTokenFile: /t}", &[]),
+            (
+                "url: 'http://prom:9090', auth: {bearerTokenFile: /t}",
+                &["auth"],
+            ),
+            (
+                "url: 'http://10.0.0.1', auth: {basic: {username: u, passwordFile: /p}}",
+                &["auth"],
+            ),
+            // TLS settings need https.
+            ("url: 'http://prom', tls: {caFile: /ca.pem}", &["tls"]),
+            ("url: 'http://127.0.0.1', tls: {}", &["tls"]),
+            // Paths are absolute, one line.
+            (
+                "url: 'https://prom', tls: {caFile: ca.pem}",
+                &["tls.caFile"],
+            ),
+            ("url: 'https://prom', tls: {caFile: ''}", &["tls.caFile"]),
+            (
+                "url: 'https://prom', tls: {caFile: \"/a\\nb\"}",
+                &["tls.caFile"],
+            ),
+            (
+                "url: 'https://prom', auth: {bearerTokenFile: ./token}",
+                &["auth.bearerTokenFile"],
+            ),
+            (
+                "url: 'https://prom', auth: {basic: {username: u, passwordFile: pw}}",
+                &["auth.basic.passwordFile"],
+            ),
+            // Names.
+            (
+                "url: 'https://prom', tls: {serverName: ''}",
+                &["tls.serverName"],
+            ),
+            (
+                "url: 'https://prom', tls: {serverName: 'a b'}",
+                &["tls.serverName"],
+            ),
+            (
+                "url: 'https://prom', tls: {serverName: -a.b}",
+                &["tls.serverName"],
+            ),
+            (
+                "url: 'https://prom', tls: {serverName: a..b}",
+                &["tls.serverName"],
+            ),
+            (
+                "url: 'https://prom', auth: {basic: {username: 'a:b', passwordFile: /p}}",
+                &["auth.basic.username"],
+            ),
+            (
+                "url: 'https://prom', auth: {basic: {username: '', passwordFile: /p}}",
+                &["auth.basic.username"],
+            ),
+            // Several at once are all reported.
+            (
+                "url: 'http://prom', tls: {caFile: x}, auth: {bearerTokenFile: y}",
+                &["tls", "tls.caFile", "auth", "auth.bearerTokenFile"],
+            ),
+        ];
+        for (fields, expected) in cases {
+            let found = prometheus(fields);
+            let paths: Vec<String> = found.iter().map(|v| v.path.clone()).collect();
+            let want: Vec<String> = expected.iter().map(|p| format!("{P}.{p}")).collect();
+            assert_eq!(paths, want, "{fields}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn prometheus_auth_shapes_are_exclusive_and_typos_are_errors() {
+        for fields in [
+            "url: 'https://p', auth: {}",
+            "url: 'https://p', auth: {bearerTokenFile: /t, basic: {username: u, passwordFile: /p}}",
+            "url: 'https://p', auth: {bearerToken: abc}",
+            "url: 'https://p', auth: {basic: {username: u, password: inline}}",
+            "url: 'https://p', tls: {cafile: /ca.pem}",
+            "url: 'https://p', tls: {insecureSkipVerify: true}",
+        ] {
+            let text = BASE.replace(
+                "[{requestRate: {targetPerReplica: 10}}]",
+                &format!("[{{prometheus: {{query: up, targetPerReplica: 1, {fields}}}}}]"),
+            );
+            let (ok, errs) = parse_documents(&text, "t.yaml");
+            assert!(ok.is_empty() && !errs.is_empty(), "{fields}: accepted");
         }
     }
 

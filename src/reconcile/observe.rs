@@ -190,7 +190,7 @@ pub async fn metrics(
                 out.warnings.extend(outcome.warnings);
                 outcome.reading
             }
-            MetricSpec::Prometheus(m) => match seams.metrics.query(&m.url, &m.query).await {
+            MetricSpec::Prometheus(m) => match seams.metrics.query(m).await {
                 Ok(total) => MetricReading::Total(total),
                 Err(e) => {
                     tracing::warn!(policy = %policy.metadata.name, error = %e, "prometheus query failed");

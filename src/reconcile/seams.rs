@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::future::BoxFuture;
 
 use crate::metrics::{MetricsError, Scraper, SeriesValue};
+use crate::policy::PrometheusMetric;
 use crate::runtime::probe::{self, ProbeError};
 
 /// Where metric values come from: replica expositions and a Prometheus server.
@@ -29,11 +30,11 @@ pub trait MetricSource: Send + Sync {
         family: &'a str,
     ) -> BoxFuture<'a, Result<f64, MetricsError>>;
 
-    /// An instant query's single value.
+    /// The single value of a Prometheus source's instant query (its TLS and credentials
+    /// included).
     fn query<'a>(
         &'a self,
-        url: &'a str,
-        query: &'a str,
+        source: &'a PrometheusMetric,
     ) -> BoxFuture<'a, Result<f64, MetricsError>>;
 }
 
@@ -58,10 +59,9 @@ impl MetricSource for Scraper {
 
     fn query<'a>(
         &'a self,
-        url: &'a str,
-        query: &'a str,
+        source: &'a PrometheusMetric,
     ) -> BoxFuture<'a, Result<f64, MetricsError>> {
-        Box::pin(self.prometheus_query(url, query))
+        Box::pin(self.prometheus_source(source))
     }
 }
 

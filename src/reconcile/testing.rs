@@ -507,18 +507,17 @@ impl MetricSource for FakeMetrics {
 
     fn query<'a>(
         &'a self,
-        url: &'a str,
-        query: &'a str,
+        source: &'a crate::policy::PrometheusMetric,
     ) -> BoxFuture<'a, Result<f64, MetricsError>> {
         Box::pin(async move {
             let value = self
                 .world
                 .lock()
                 .ok()
-                .and_then(|w| w.queries.get(query).copied());
+                .and_then(|w| w.queries.get(&source.query).copied());
             value.ok_or_else(|| MetricsError::Query {
-                url: url.to_owned(),
-                query: query.to_owned(),
+                url: source.url.clone(),
+                query: source.query.clone(),
                 message: "no such series".to_owned(),
             })
         })
