@@ -104,6 +104,8 @@ async fn container_serves_counts_exactly_and_stops_cleanly_on_sigterm() {
     );
 
     let base = format!("http://127.0.0.1:{HOST_PORT}");
+    // reqwest is built with `rustls-no-provider`: a client needs a provider installed.
+    autoscaler::metrics::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))

@@ -28,6 +28,8 @@ async fn start(config: DemoConfig) -> Server {
 }
 
 fn client() -> reqwest::Client {
+    // reqwest is built with `rustls-no-provider`: a client needs a provider installed.
+    autoscaler::metrics::tls::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
@@ -179,6 +181,8 @@ async fn shutdown_during_a_burst_of_slow_requests_answers_every_one() {
         "shutdown took {:?}",
         asked.elapsed()
     );
+    // reqwest is built with `rustls-no-provider`: a client needs a provider installed.
+    autoscaler::metrics::tls::install_crypto_provider();
     let refused = reqwest::Client::builder()
         .no_proxy()
         .build()

@@ -39,6 +39,8 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
         .unwrap();
     let mut guard = ChildGuard(child);
     let base = format!("http://127.0.0.1:{PORT}");
+    // reqwest is built with `rustls-no-provider`: a client needs a provider installed.
+    autoscaler::metrics::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))

@@ -106,6 +106,8 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli.log, cli.log_json);
+    // Any reqwest client of the process needs a rustls provider (see metrics::tls).
+    crate::metrics::tls::install_crypto_provider();
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Reconcile(args) => reconcile::run(args),

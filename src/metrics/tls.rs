@@ -170,23 +170,31 @@ impl ServerCertVerifier for FixedNameVerifier {
 
 /// A rustls error in the cause chain of `err`, if any (a failed handshake).
 ///
-/// `std::io::Error` hides the error it wraps from `source()`; it is looked into too.
+/// `std::io::Error` hides the error it wraps from `source()` (and hyper wraps tokio-rustls'
+/// io error in another one), so wrapped io errors are looked into too, a few levels deep.
 pub fn rustls_cause<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut next = Some(err);
-    while let Some(e) = next {
-        if let Some(found) = e.downcast_ref::<rustls::Error>() {
-            return Some(found);
+    fn find<'a>(
+        err: &'a (dyn std::error::Error + 'static),
+        depth: usize,
+    ) -> Option<&'a rustls::Error> {
+        let mut next = Some(err);
+        while let Some(e) = next {
+            if let Some(found) = e.downcast_ref::<rustls::Error>() {
+                return Some(found);
+            }
+            if depth > 0
+                && let Some(inner) = e
+                    .downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref())
+                && let Some(found) = find(inner, depth - 1)
+            {
+                return Some(found);
+            }
+            next = e.source();
         }
-        if let Some(found) = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(found);
-        }
-        next = e.source();
+        None
     }
-    None
+    find(err, 4)
 }
 
 /// What to change when a handshake failed with `err`, in the resource's words.
@@ -270,5 +278,11 @@ mod tests {
         assert_eq!(rustls_cause(&io), Some(&unknown));
         let plain = std::io::Error::other("refused");
         assert_eq!(rustls_cause(&plain), None);
+        // As hyper hands it over: an io error wrapping tokio-rustls' io error.
+        let nested = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            unknown.clone(),
+        ));
+        assert_eq!(rustls_cause(&nested), Some(&unknown));
     }
 }
