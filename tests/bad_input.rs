@@ -311,7 +311,7 @@ type Expected = (usize, &'static str, &'static str);
 
 /// How many files `tests/fixtures/invalid/` holds: adding or losing a fixture must
 /// change [`FIXTURES`] and this count together.
-const FIXTURE_COUNT: usize = 85;
+const FIXTURE_COUNT: usize = 88;
 
 /// Every fixture of `tests/fixtures/invalid/`, its class and all the errors it must
 /// produce, in the order they are printed (no other error may appear).
@@ -360,7 +360,10 @@ const FIXTURES: &[(&str, Class, &[Expected])] = &[
     ("port-range-reversed.yaml", Semantic, &[(13, "spec.ports.range", "first port 8079 is above last port 8001")]),
     ("port-range-zero.yaml", Semantic, &[(13, "spec.ports.range", r#""0-70" is not FIRST-LAST with ports in 1..=65535"#)]),
     ("prometheus-bad-url.yaml", Semantic, &[(17, "spec.metrics[1].prometheus.url", r#""file:///etc/passwd" is not an http(s)://HOST[:PORT][/PATH] URL"#)]),
+    ("prometheus-files-missing.yaml", Semantic, &[(21, "spec.metrics[1].prometheus.tls.caFile", "cannot read /nonexistent/autoscaler-fixture/ca.pem: No such file or directory"), (22, "spec.metrics[1].prometheus.auth.bearerTokenFile", "cannot read /nonexistent/autoscaler-fixture/token: No such file or directory")]),
+    ("prometheus-inline-password.yaml", UnknownField, &[(21, "spec.metrics[1].prometheus.auth.basic.password", "unknown field `password`, expected one of username, passwordFile")]),
     ("prometheus-multiline-query.yaml", Semantic, &[(19, "spec.metrics[1].prometheus.query", r#"must not contain control characters (found '\n'): newlines and NUL are not allowed"#)]),
+    ("prometheus-tls-over-http.yaml", Semantic, &[(21, "spec.metrics[1].prometheus.tls", r#"applies only to an https:// url, and the url is "http://prometheus.example:9090""#), (21, "spec.metrics[1].prometheus.tls.caFile", r#""certs/ca.pem" must be an absolute path (starting with /)"#), (22, "spec.metrics[1].prometheus.auth", "would send credentials in clear text: use an https:// url (plain http:// is allowed only to a loopback address)")]),
     ("rate-policies-empty-not-disabled.yaml", Semantic, &[(17, "spec.behavior.scaleUp.policies", "must not be empty unless selectPolicy is Disabled")]),
     ("rate-policy-zero-period.yaml", Semantic, &[(19, "spec.behavior.scaleUp.policies[0].periodSeconds", "must be in 1..=1800, got 0")]),
     ("scalar-document.yaml", Shape, &[(1, "(document)", "expected a mapping of `key: value` fields here")]),

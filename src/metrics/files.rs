@@ -191,9 +191,14 @@ enum FileKind {
 /// is unusable at its field (`file:line:col: spec.metrics[0].prometheus.tls.caFile: ...`).
 ///
 /// The effectful complement of [`crate::policy::validate_all`]: the loader calls both.
+/// A policy that breaks a rule is skipped: its errors come first (a relative path, say,
+/// is reported as such, not also as unreadable).
 pub fn check_policy_files(policies: &[ParsedPolicy]) -> Vec<PolicyError> {
     let mut errors = Vec::new();
     for parsed in policies {
+        if !crate::policy::check_policy(&parsed.policy).is_empty() {
+            continue;
+        }
         for (i, metric) in parsed.policy.spec.metrics.iter().enumerate() {
             let crate::policy::MetricSpec::Prometheus(pm) = metric else {
                 continue;

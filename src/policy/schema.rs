@@ -23,4 +23,36 @@ mod tests {
         assert_eq!(v["additionalProperties"], false);
         assert!(schema_json().ends_with("}\n"));
     }
+
+    #[test]
+    fn prometheus_tls_and_auth_are_closed_shapes() {
+        let v: serde_json::Value = serde_json::from_str(&schema_json()).unwrap();
+        let defs = &v["$defs"];
+        let props = &defs["PrometheusMetric"]["properties"];
+        assert!(props["tls"].is_object() && props["auth"].is_object());
+        let required = defs["PrometheusMetric"]["required"].as_array().unwrap();
+        assert!(
+            !required.iter().any(|r| r == "tls" || r == "auth"),
+            "both optional"
+        );
+
+        let tls = &defs["PrometheusTls"];
+        assert_eq!(tls["additionalProperties"], false);
+        assert!(
+            tls["properties"]["caFile"].is_object() && tls["properties"]["serverName"].is_object()
+        );
+
+        // Exactly one of bearerTokenFile / basic, and no inline secret anywhere.
+        let shapes = defs["PrometheusAuth"]["oneOf"].as_array().unwrap();
+        let keys: Vec<&str> = shapes
+            .iter()
+            .map(|s| s["required"][0].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["bearerTokenFile", "basic"]);
+        assert!(shapes.iter().all(|s| s["additionalProperties"] == false));
+        let basic = &defs["BasicAuth"];
+        assert_eq!(basic["additionalProperties"], false);
+        let fields: Vec<&String> = basic["properties"].as_object().unwrap().keys().collect();
+        assert_eq!(fields, ["passwordFile", "username"]);
+    }
 }
