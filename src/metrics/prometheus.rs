@@ -133,6 +133,7 @@ impl Scraper {
             query: query.to_owned(),
             message,
         };
+        // Both read small files (a few KiB) synchronously: cheaper than a blocking-pool hop.
         let client = self.client_for(base, tls)?;
         let credentials = Credentials::read(auth, base)?;
         let request = credentials.apply(client.get(&url).query(&[("query", query)]));
