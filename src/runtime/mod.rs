@@ -29,6 +29,8 @@ pub mod ports;
 pub mod probe;
 pub mod swarm;
 pub mod swarm_model;
+#[cfg(test)]
+mod swarm_node_loss;
 pub mod template;
 
 pub use any::{AnyRuntime, RuntimeKind};
