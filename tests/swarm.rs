@@ -171,7 +171,10 @@ fn problems(env: &Env, policy: &str, desired: usize, range: (u16, u16)) -> Vec<S
     upstream.sort();
     let ports: Vec<u16> = svcs.iter().map(|s| s.port).collect();
     if svcs.len() != desired {
-        out.push(format!("{} services, desired {desired}: {svcs:?}", svcs.len()));
+        out.push(format!(
+            "{} services, desired {desired}: {svcs:?}",
+            svcs.len()
+        ));
     }
     if svcs.iter().any(|s| !s.running) {
         out.push(format!("a service's task is not running: {svcs:?}"));
@@ -205,7 +208,10 @@ fn run(env: &Env, args: &[&str]) -> Output {
 
 fn reconcile(env: &Env) -> Output {
     let policy = env.policy_path();
-    run(env, &["reconcile", "--once", "-f", &policy.to_string_lossy()])
+    run(
+        env,
+        &["reconcile", "--once", "-f", &policy.to_string_lossy()],
+    )
 }
 
 /// Replicas answer after 5 ms; the target is far above the load, so `min` drives the count.
@@ -288,7 +294,10 @@ fn scale_1_5_1_under_load() {
     assert!(p.is_empty(), "{p:#?}");
     // The operator chose the victims: the survivor is one of the five, not a new one.
     let left = services(&env);
-    assert!(after_up.contains(&left[0].id), "{left:?} not in {after_up:?}");
+    assert!(
+        after_up.contains(&left[0].id),
+        "{left:?} not in {after_up:?}"
+    );
 
     let report = load.join().expect("load thread");
     eprintln!(
@@ -341,10 +350,15 @@ fn rolling_update_under_load() {
     let p = problems(&env, &o.name, 3, o.range);
     assert!(p.is_empty(), "{p:#?}");
     let report = load.join().expect("load thread");
-    eprintln!("swarm rolling update: {samples} samples, fewest listed {min_listed}, fewest ready {min_ready}");
+    eprintln!(
+        "swarm rolling update: {samples} samples, fewest listed {min_listed}, fewest ready {min_ready}"
+    );
     print_scenario("swarm rolling update (3 replicas)", &report, took);
     assert!(min_listed >= 3, "upstream dropped to {min_listed} servers");
-    assert!(min_ready >= 3, "ready upstream servers dropped to {min_ready}");
+    assert!(
+        min_ready >= 3,
+        "ready upstream servers dropped to {min_ready}"
+    );
     assert_no_failure(&env, "swarm rolling update", &report);
 }
 
@@ -379,8 +393,16 @@ fn killed_replica_and_killed_operator_under_load() {
         let now: Vec<String> = services(&env).into_iter().map(|s| s.id).collect();
         now.len() == 2 && now != before && upstream_ready(&env, &o.name, 2)
     });
-    assert!(replaced.is_some(), "replaced: {:?}\n{}", services(&env), daemon.log_text());
-    eprintln!("swarm killed replica replaced in {:.2} s", replaced.unwrap_or_default().as_secs_f64());
+    assert!(
+        replaced.is_some(),
+        "replaced: {:?}\n{}",
+        services(&env),
+        daemon.log_text()
+    );
+    eprintln!(
+        "swarm killed replica replaced in {:.2} s",
+        replaced.unwrap_or_default().as_secs_f64()
+    );
 
     // kill -9 mid-scale, then a new daemon finishes the job.
     o.min = 5;
@@ -392,15 +414,28 @@ fn killed_replica_and_killed_operator_under_load() {
     let converged = time_until(Duration::from_secs(40), || {
         upstream_ready(&env, &o.name, 5) && services(&env).len() == 5
     });
-    assert!(converged.is_some(), "{:?}\n{}", services(&env), daemon.log_text());
+    assert!(
+        converged.is_some(),
+        "{:?}\n{}",
+        services(&env),
+        daemon.log_text()
+    );
     let report = load.join().expect("load thread");
     let p = problems(&env, &o.name, 5, o.range);
     assert!(p.is_empty(), "{p:#?}");
-    print_scenario("swarm killed replica + operator kill -9", &report, Duration::ZERO);
+    print_scenario(
+        "swarm killed replica + operator kill -9",
+        &report,
+        Duration::ZERO,
+    );
     assert_no_failure(&env, "swarm killed replica + operator kill -9", &report);
     drop(daemon);
     let policy = env.policy_path();
-    assert_exit(&run(&env, &["down", "-f", &policy.to_string_lossy()]), 0, "down");
+    assert_exit(
+        &run(&env, &["down", "-f", &policy.to_string_lossy()]),
+        0,
+        "down",
+    );
 }
 
 #[test]
@@ -435,5 +470,9 @@ fn swarm_runtime_scenarios_fail_no_request() {
         "killed replica + operator kill -9",
         killed_replica_and_killed_operator_under_load,
     );
-    assert!(failed.is_empty(), "failed scenarios:\n{}", failed.join("\n\n"));
+    assert!(
+        failed.is_empty(),
+        "failed scenarios:\n{}",
+        failed.join("\n\n")
+    );
 }

@@ -12,8 +12,7 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{EventMessage, EventMessageTypeEnum, LocalNodeState, Service, Task};
 use bollard::query_parameters::{
-    EventsOptions, ListNodesOptions, ListServicesOptions, ListTasksOptions,
-    UpdateServiceOptions,
+    EventsOptions, ListNodesOptions, ListServicesOptions, ListTasksOptions, UpdateServiceOptions,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -207,12 +206,11 @@ impl SwarmRuntime {
         let mut replicas: Vec<Replica> = services
             .iter()
             .filter_map(|s| {
-                let own = s
-                    .id
-                    .as_deref()
-                    .and_then(|sid| by_service.get(sid))
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
+                let own =
+                    s.id.as_deref()
+                        .and_then(|sid| by_service.get(sid))
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[]);
                 replica_from_service(&self.instance, s, own, &nodes)
             })
             .collect();
@@ -543,13 +541,22 @@ mod tests {
             action: "die".into(),
         });
         let cases: Vec<(EventMessage, Option<RuntimeEvent>)> = vec![
-            (event(EventMessageTypeEnum::CONTAINER, "die", &owned), want_die),
-            (event(EventMessageTypeEnum::CONTAINER, "attach", &owned), None),
+            (
+                event(EventMessageTypeEnum::CONTAINER, "die", &owned),
+                want_die,
+            ),
+            (
+                event(EventMessageTypeEnum::CONTAINER, "attach", &owned),
+                None,
+            ),
             (
                 event(
                     EventMessageTypeEnum::CONTAINER,
                     "die",
-                    &[(LABEL_SWARM_INSTANCE, "other"), (LABEL_SWARM_SERVICE_ID, "s")],
+                    &[
+                        (LABEL_SWARM_INSTANCE, "other"),
+                        (LABEL_SWARM_SERVICE_ID, "s"),
+                    ],
                 ),
                 None,
             ),

@@ -17,9 +17,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
     EndpointSpec, EndpointSpecModeEnum, Limit, NodeSpecAvailabilityEnum, NodeState, Service,
-    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecResources, TaskSpecRestartPolicy,
-    TaskSpecRestartPolicyConditionEnum, TaskState,
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, Task, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 
 use super::{
@@ -98,7 +97,7 @@ pub fn service_spec(instance: &str, spec: &ReplicaSpec, stop_grace: Duration) ->
         (LABEL_SWARM_INSTANCE.to_owned(), instance.to_owned()),
         (LABEL_POLICY.to_owned(), spec.policy.clone()),
     ]);
-    let limits = (spec.nano_cpus.is_some() || spec.memory_bytes.is_some()).then(|| Limit {
+    let limits = (spec.nano_cpus.is_some() || spec.memory_bytes.is_some()).then_some(Limit {
         nano_cpus: spec.nano_cpus,
         memory_bytes: spec.memory_bytes,
         pids: None,
@@ -198,7 +197,12 @@ pub fn task_words(task: &Task) -> (String, String) {
         .map(|s| s.to_string())
         .unwrap_or_else(|| "unknown".to_owned());
     let message = status
-        .and_then(|s| s.err.clone().filter(|e| !e.is_empty()).or(s.message.clone()))
+        .and_then(|s| {
+            s.err
+                .clone()
+                .filter(|e| !e.is_empty())
+                .or(s.message.clone())
+        })
         .unwrap_or_default();
     (state, message)
 }
@@ -464,7 +468,10 @@ mod tests {
         );
         let mut idless = service();
         idless.id = None;
-        assert_eq!(replica_from_service("inst", &idless, &[], &nodes(true)), None);
+        assert_eq!(
+            replica_from_service("inst", &idless, &[], &nodes(true)),
+            None
+        );
         let mut bare = service();
         if let Some(s) = bare.spec.as_mut() {
             s.labels = None;

@@ -55,7 +55,10 @@ async fn replicas_of_a_lost_node_leave_the_upstream_first_then_are_replaced() {
     op.prepare(&[&web], PassMode::Apply).await.expect("prepare");
     let mut first = op.reconcile(&web, PassMode::Apply).await.expect("pass");
     op.settle(&mut first).await;
-    assert_eq!(fakes.upstream_ports("web"), Some(vec![8001, 8002, 8003, 8004]));
+    assert_eq!(
+        fakes.upstream_ports("web"),
+        Some(vec![8001, 8002, 8003, 8004])
+    );
     fakes.take_calls();
 
     // The node holding two of the four replicas goes down.
@@ -78,9 +81,15 @@ async fn replicas_of_a_lost_node_leave_the_upstream_first_then_are_replaced() {
     assert_eq!(ports, vec![8001, 8003], "{calls:?}");
     // Then the lost services are removed (not drained: they answer nothing) and two
     // replacements are created through the runtime, which Swarm places on a live node.
-    let removed = calls.iter().filter(|c| matches!(c, Call::Remove(_))).count();
+    let removed = calls
+        .iter()
+        .filter(|c| matches!(c, Call::Remove(_)))
+        .count();
     let stopped = calls.iter().filter(|c| matches!(c, Call::Stop(_))).count();
-    let created = calls.iter().filter(|c| matches!(c, Call::Create(..))).count();
+    let created = calls
+        .iter()
+        .filter(|c| matches!(c, Call::Create(..)))
+        .count();
     assert_eq!((removed, stopped, created), (2, 0, 2), "{calls:?}");
     assert_eq!(fakes.running("web").len(), 4);
     assert_eq!(fakes.upstream_ports("web").map(|p| p.len()), Some(4));
