@@ -12,7 +12,8 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{EventMessage, EventMessageTypeEnum, LocalNodeState, Service, Task};
 use bollard::query_parameters::{
-    EventsOptions, ListNodesOptions, ListServicesOptions, ListTasksOptions, UpdateServiceOptions,
+    EventsOptions, ListContainersOptions, ListNodesOptions, ListServicesOptions, ListTasksOptions,
+    UpdateServiceOptions,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -162,10 +163,60 @@ impl SwarmRuntime {
                 service_ids.to_vec(),
             )])),
         };
-        self.docker
-            .list_tasks(Some(options))
-            .await
-            .map_err(self.swarm_err(format!("listing tasks of instance {}", self.instance)))
+        let what = || format!("listing tasks of instance {}", self.instance);
+        match self.docker.list_tasks(Some(options)).await {
+            Ok(tasks) => Ok(tasks),
+            // The engine resolves each service of the filter and fails on one that was
+            // just removed: list every task and keep ours instead.
+            Err(e) if is_not_found(&e) => {
+                let all = self
+                    .docker
+                    .list_tasks(None::<ListTasksOptions>)
+                    .await
+                    .map_err(self.swarm_err(what()))?;
+                Ok(all
+                    .into_iter()
+                    .filter(|t| {
+                        t.service_id
+                            .as_ref()
+                            .is_some_and(|sid| service_ids.contains(sid))
+                    })
+                    .collect())
+            }
+            Err(source) => Err(RuntimeError::Swarm {
+                what: what(),
+                source,
+            }),
+        }
+    }
+
+    /// Polls until no container of service `id` runs on this engine's node (a removed
+    /// service's task stops asynchronously), or `limit` passes.
+    async fn until_containers_gone(&self, id: &str, limit: Duration) -> Result<(), RuntimeError> {
+        let options = ListContainersOptions {
+            all: false,
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![format!("{LABEL_SWARM_SERVICE_ID}={id}")],
+            )])),
+            ..Default::default()
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let running = self
+                .docker
+                .list_containers(Some(options.clone()))
+                .await
+                .map_err(self.swarm_err(format!("listing the containers of service {id}")))?;
+            if running.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(id, ?limit, "a container of the removed service still runs");
+                return Ok(());
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// The swarm's nodes by id.
@@ -414,7 +465,7 @@ impl Runtime for SwarmRuntime {
             }
         }
         // The task stops asynchronously: wait, so its host port is free for the next create.
-        self.until_stopped(&full_id, self.stop_grace + STOP_SLACK)
+        self.until_containers_gone(&full_id, self.stop_grace + STOP_SLACK)
             .await?;
         tracing::info!(id = %full_id, "replica service removed");
         Ok(())
