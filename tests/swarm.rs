@@ -9,7 +9,8 @@
 //! every one runs; the test fails listing those that failed.
 //!
 //! Run: `flock /tmp/autoscaler-itest.lock cargo test --test swarm -- --nocapture`.
-//! Ports 29500-29999; names and labels `t-as-swarm-*`.
+//! Ports 29500-29999; names and labels `t-as_swarm_*`. The crash walk needs
+//! `--features fault-injection` (as `scripts/test.sh` runs everything).
 
 mod reliability_support;
 mod support;
@@ -438,6 +439,75 @@ fn killed_replica_and_killed_operator_under_load() {
     );
 }
 
+/// The crash walk on Swarm (as `tests/reliability_crash.rs` on plain containers): during a
+/// rolling update of 2 replicas, which has every step kind, `reconcile --once` aborts at
+/// each fault point in turn; exactly one plain pass after it converges, every replica on
+/// the new template. One world for all points, one roll per point, to stay fast.
+fn crash_at_every_step_of_a_roll_converges_on_the_next_pass() {
+    if !cfg!(feature = "fault-injection") {
+        eprintln!("crash walk: needs --features fault-injection (scripts/test.sh has it); skipped");
+        return;
+    }
+    let Some((_svcs, env)) = scenario("as_swarm_crash", 29900) else {
+        return;
+    };
+    let mut o = steady_opts(&env, 2);
+    o.drain_timeout = 2;
+    env.write_policy(&o);
+    assert_exit(&reconcile(&env), 0, "setup pass");
+    let policy = env.policy_path();
+    let mut failures = Vec::new();
+    let kinds = [
+        "create",
+        "wait-ready",
+        "set-upstream",
+        "drain",
+        "stop",
+        "remove",
+    ];
+    for (i, point) in ["before", "after"]
+        .iter()
+        .flat_map(|w| kinds.iter().map(move |k| format!("{w}:{k}")))
+        .enumerate()
+    {
+        let before: Vec<String> = services(&env).into_iter().map(|s| s.hash).collect();
+        o.env = vec![("GENERATION".into(), format!("{}", i + 2))];
+        env.write_policy(&o);
+        let crashed = env
+            .command(&["reconcile", "--once", "-f", &policy.to_string_lossy()])
+            .env("AUTOSCALER_RUNTIME", "swarm")
+            .env("AUTOSCALER_FAULT", &point)
+            .output()
+            .expect("run the faulty pass");
+        if crashed.status.success()
+            || !String::from_utf8_lossy(&crashed.stderr).contains("injected fault")
+        {
+            failures.push(format!("{point}: the fault did not fire"));
+            continue;
+        }
+        let out = reconcile(&env);
+        let after = services(&env);
+        let mut p = problems(&env, &o.name, 2, o.range);
+        if !out.status.success() {
+            p.push(format!(
+                "the pass after the crash exited {:?}",
+                out.status.code()
+            ));
+        }
+        let rolled = after.iter().all(|s| !before.contains(&s.hash))
+            && after.windows(2).all(|w| w[0].hash == w[1].hash);
+        if !rolled {
+            p.push(format!(
+                "not every replica on the new template: {before:?} -> {after:?}"
+            ));
+        }
+        if !p.is_empty() {
+            failures.push(format!("{point}: {p:#?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn swarm_runtime_scenarios_fail_no_request() {
     if !support::environment_ready("swarm") {
@@ -469,6 +539,10 @@ fn swarm_runtime_scenarios_fail_no_request() {
     scenario_run(
         "killed replica + operator kill -9",
         killed_replica_and_killed_operator_under_load,
+    );
+    scenario_run(
+        "crash walk",
+        crash_at_every_step_of_a_roll_converges_on_the_next_pass,
     );
     assert!(
         failed.is_empty(),
