@@ -116,6 +116,53 @@ def start_latency(kind, n):
     return out
 
 
+STEP_AT = 5.0
+
+
+def reaction_run(runtime, profile, want):
+    """One 5 -> 90 req/s step on `runtime` with the quickstart's fast policy; returns the
+    seconds from the step to `want` ready replicas in the upstream, and the load figures.
+    (benches/live.py's `reaction_run`, on the load report's camelCase keys.)"""
+    base = live.PORT_BASE
+    listen, lo, hi, api = base, base + 1, base + 20, base + 90
+    os.environ["AUTOSCALER_RUNTIME"] = runtime
+    with live.world(f"swarm-reaction-{runtime}") as w:
+        policy = w.write_policy("policy.yaml",
+                                live.policy_yaml(runtime, listen, lo, hi, 1, 10, live.FAST))
+        w.start_daemon(policy, api, interval="1s")
+        servers = lambda: w.upstream_servers(runtime)  # noqa: E731 (ready by construction)
+        live.wait_for(lambda: servers() >= 1 and live.http_ok(f"http://127.0.0.1:{listen}/"),
+                      f"{runtime}: first replica behind nginx", 90)
+        time.sleep(2)
+        out = os.path.join(w.dir, "load.json")
+        timeline, reached, last = [], None, None
+        with open(out, "w") as f:
+            t0 = time.monotonic()
+            load = subprocess.Popen([live.BIN, "--log", "warn", "load", "--url",
+                                     f"http://127.0.0.1:{listen}/", "--profile", profile,
+                                     "--json"], stdout=f)
+            while load.poll() is None:
+                t = time.monotonic() - t0
+                if t > 120:
+                    load.kill()
+                    raise live.Timeout("load did not finish in 120 s")
+                n = servers()
+                if n != last:
+                    timeline.append((round(t, 3), n))
+                    last = n
+                if reached is None and n >= want and t >= STEP_AT:
+                    reached = t
+                time.sleep(0.05)
+        with open(out) as f:
+            report = json.load(f)
+        w.stop_daemon()
+    reaction = round(reached - STEP_AT, 2) if reached is not None else None
+    live.log(f"{runtime}: reaction {reaction} s, failed {report['failed']} of {report['sent']}")
+    return {"runtime": runtime, "reaction_s": reaction, "sent": report["sent"],
+            "failed": report["failed"], "retried": report["retried"],
+            "upstream_timeline": timeline}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,9 +178,8 @@ def main():
         try:
             for rep in range(args.repeats):
                 for runtime in ("docker", "swarm"):
-                    os.environ["AUTOSCALER_RUNTIME"] = runtime
                     live.log(f"run {rep + 1}/{args.repeats}: {runtime}")
-                    runs[runtime].append(live.reaction_run(runtime, live.FAST, args.profile, 9))
+                    runs[runtime].append(reaction_run(runtime, args.profile, 9))
             for kind in ("docker", "swarm"):
                 starts[kind] = start_latency(kind, args.samples)
                 live.log(f"single start, {kind}: {starts[kind]}")
@@ -150,7 +196,7 @@ def main():
     for runtime, rs in runs.items():
         summary[runtime] = {
             "reaction_s": live.spread([r["reaction_s"] for r in rs]),
-            "failed": sum(r["load"]["failed"] for r in rs),
+            "failed": sum(r["failed"] for r in rs),
             "single_start_s": live.spread(starts.get(runtime, [])),
         }
     d = summary["docker"]["reaction_s"]["median"]
