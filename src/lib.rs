@@ -13,7 +13,7 @@
 //!
 //! Effectful shell:
 //! - [`policy_files`]: reads policy files, multi-document files and directories.
-//! - [`runtime`]: the container runtime trait and its Docker implementation.
+//! - [`runtime`]: the container runtime trait and its implementations (plain Docker, Swarm).
 //! - [`lb`]: writes, validates and reloads the nginx config (managed or external).
 //! - [`metrics`]: scrapes replicas and queries Prometheus; computes rates.
 //! - [`signal`]: the load-balancer signal stream: every request nginx proxies, aggregated.

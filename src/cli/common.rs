@@ -8,7 +8,7 @@ use crate::lb::{ApplyOutcome, ExternalNginx, LbError, LoadBalancer, ManagedNginx
 use crate::nginx::Upstream;
 use crate::policy_files::{self, LoadedPolicy};
 use crate::reconcile::{Operator, OperatorSettings};
-use crate::runtime::docker::DockerRuntime;
+use crate::runtime::{AnyRuntime, RuntimeKind};
 use crate::state::StateDir;
 
 use super::Exit;
@@ -75,6 +75,10 @@ pub struct OperatorArgs {
     /// Managed mode: nginx worker processes.
     #[arg(long, env = "AUTOSCALER_NGINX_WORKERS", default_value_t = 2)]
     pub nginx_workers: u32,
+    /// Where replicas run: `docker`, plain containers on this engine; `swarm`, one Swarm
+    /// service per replica through the swarm manager `DOCKER_HOST` names.
+    #[arg(long, value_enum, env = "AUTOSCALER_RUNTIME", default_value = "docker")]
+    pub runtime: RuntimeKind,
 }
 
 /// Where the nginx config lives and who reloads it.
@@ -132,7 +136,7 @@ impl LoadBalancer for AnyLb {
 }
 
 /// The operator type every host-driving subcommand uses.
-pub type HostOperator = Operator<DockerRuntime, AnyLb>;
+pub type HostOperator = Operator<AnyRuntime, AnyLb>;
 
 impl OperatorArgs {
     /// The state directory, whose lock also locks the instance.
@@ -175,9 +179,9 @@ impl OperatorArgs {
         super::preflight::find_nginx(&self.nginx_bin)
     }
 
-    /// Connects to Docker and builds the operator.
+    /// Connects to Docker (or the swarm manager) and builds the operator.
     pub async fn operator(&self) -> anyhow::Result<HostOperator> {
-        let runtime = DockerRuntime::connect(&self.instance).await?;
+        let runtime = AnyRuntime::connect(self.runtime, &self.instance).await?;
         let lb = self.load_balancer()?;
         Ok(Operator::new(runtime, lb, self.state(), self.settings())?)
     }

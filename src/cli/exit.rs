@@ -66,7 +66,7 @@ pub fn classify(err: &anyhow::Error, otherwise: Exit) -> Exit {
     let unavailable = err.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<RuntimeError>(),
-            Some(RuntimeError::Connect { .. })
+            Some(RuntimeError::Connect { .. } | RuntimeError::NotSwarmManager { .. })
         ) || matches!(
             cause.downcast_ref::<StateError>(),
             Some(StateError::Locked { .. })

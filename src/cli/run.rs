@@ -12,7 +12,7 @@ use super::common::{self, OperatorArgs, PolicyArgs};
 use super::{Exit, preflight};
 use crate::api::{self, Telemetry};
 use crate::controller::{self, DaemonConfig, Loader};
-use crate::runtime::docker::DockerRuntime;
+use crate::runtime::{AnyRuntime, RuntimeError, RuntimeKind};
 
 /// `run --help` examples.
 pub const EXAMPLES: &str = "\
@@ -107,9 +107,15 @@ async fn daemon(
         tokio::spawn(async move { api::serve_on(listener, telemetry, shutdown).await })
     };
     // The engine may be down at start: keep retrying, serving /healthz meanwhile.
-    let Some(runtime) = connect_with_retry(&args.operator.instance, &shutdown).await else {
-        return Exit::Ok.into();
-    };
+    let runtime =
+        match connect_with_retry(args.operator.runtime, &args.operator.instance, &shutdown).await {
+            Ok(Some(runtime)) => runtime,
+            Ok(None) => return Exit::Ok.into(),
+            Err(e) => {
+                eprintln!("autoscaler run: {e}");
+                return Exit::Unavailable.into();
+            }
+        };
     let lb = match args.operator.load_balancer() {
         Ok(lb) => lb,
         Err(e) => {
@@ -194,19 +200,27 @@ fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
-async fn connect_with_retry(instance: &str, shutdown: &CancellationToken) -> Option<DockerRuntime> {
+/// Connects, retrying while the engine is unreachable; `Ok(None)` on shutdown. An engine
+/// that answers but is no swarm manager (with `--runtime swarm`) ends it at once: waiting
+/// would not change that.
+async fn connect_with_retry(
+    kind: RuntimeKind,
+    instance: &str,
+    shutdown: &CancellationToken,
+) -> Result<Option<AnyRuntime>, RuntimeError> {
     let mut backoff = crate::controller::backoff::Backoff::new(
         Duration::from_millis(250),
         Duration::from_secs(10),
     );
     loop {
-        match DockerRuntime::connect(instance).await {
-            Ok(rt) => return Some(rt),
+        match AnyRuntime::connect(kind, instance).await {
+            Ok(rt) => return Ok(Some(rt)),
+            Err(e @ RuntimeError::NotSwarmManager { .. }) => return Err(e),
             Err(e) => {
                 let delay = backoff.next_delay();
                 tracing::error!(error = %e, ?delay, "docker engine unreachable; retrying");
                 tokio::select! {
-                    _ = shutdown.cancelled() => return None,
+                    _ = shutdown.cancelled() => return Ok(None),
                     _ = tokio::time::sleep(delay) => {}
                 }
             }

@@ -242,6 +242,8 @@ async fn create<R: Runtime, L>(
             replica.name, replica.host_ip, replica.host_port
         ),
     );
+    // Where the runtime says it runs (a Swarm node's address), else the policy's host IP.
+    let addr = observe::replica_addr(&replica.host_ip, port).unwrap_or(addr);
     Ok(StepOutcome {
         created: Some((port, addr)),
         baselines: Vec::new(),

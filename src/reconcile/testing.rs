@@ -222,6 +222,17 @@ impl Fakes {
         }
     }
 
+    /// A Swarm node that held the replicas on `ports` leaves (down or drained): they stay
+    /// listed, as their services do, but their tasks no longer run and answer nothing.
+    pub fn lose_node(&self, ports: &[u16]) {
+        for c in self.world().containers.values_mut() {
+            if ports.contains(&c.replica.host_port) {
+                c.replica.running = false;
+                c.healthy = false;
+            }
+        }
+    }
+
     /// Adds a container of this instance for `policy` directly (as a previous run left it).
     pub fn adopt(&self, instance: &str, policy: &str, port: u16, hash: &str) -> String {
         let created = i64::try_from(self.clock.wall_ms() / 1000).unwrap_or(0);

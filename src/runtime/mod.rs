@@ -1,10 +1,13 @@
-//! The container runtime trait, the plain values it trades in, and its Docker implementation.
+//! The container runtime trait, the plain values it trades in, and its implementations (plain Docker, Swarm).
 //!
 //! # Layout
 //!
 //! - this file: [`Runtime`], [`Replica`], [`ReplicaSpec`], [`RuntimeEvent`], the ownership
 //!   labels and [`RuntimeError`].
 //! - [`docker`]: [`DockerRuntime`], the Docker Engine implementation (bollard).
+//! - [`swarm`]: [`SwarmRuntime`], the Docker Swarm implementation: one service per replica
+//!   ([`swarm_model`] holds its pure conversions and explains the mapping).
+//! - [`any`]: [`AnyRuntime`], either of the two, chosen at run time (`--runtime`).
 //! - [`ports`]: picks the lowest free host port of a policy's range.
 //! - [`template`]: what a replica runs, recorded in a label so `diff` can name changes.
 //! - [`probe`]: HTTP readiness probing through the published port.
@@ -20,12 +23,19 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+pub mod any;
 pub mod docker;
 pub mod ports;
 pub mod probe;
+pub mod swarm;
+pub mod swarm_model;
+#[cfg(test)]
+mod swarm_node_loss;
 pub mod template;
 
+pub use any::{AnyRuntime, RuntimeKind};
 pub use docker::DockerRuntime;
+pub use swarm::SwarmRuntime;
 
 /// Label marking a container as created by this operator; its value is [`MANAGED_BY_VALUE`].
 pub const LABEL_MANAGED_BY: &str = "autoscaler.dev/managed-by";
@@ -266,6 +276,49 @@ pub enum RuntimeError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// The engine answers but is no swarm manager, so the Swarm runtime cannot work.
+    #[error(
+        "this engine ({host}) is not a swarm manager ({state}): run `docker swarm init` or point DOCKER_HOST at a manager"
+    )]
+    NotSwarmManager {
+        /// `DOCKER_HOST` or the default socket.
+        host: String,
+        /// What the engine said about its swarm membership.
+        state: String,
+    },
+    /// A Swarm call (listing services, tasks or nodes) failed.
+    #[error("{what} failed: {source}")]
+    Swarm {
+        /// The operation, in words (e.g. `listing services of instance default`).
+        what: String,
+        /// The client's error.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// A replica service's task was rejected because its node lacks the image.
+    #[error(
+        "image {image} for replica {name} does not exist on the node Swarm chose (nothing is pulled): {message}"
+    )]
+    ImageMissingOnNode {
+        /// Replica name.
+        name: String,
+        /// Image reference.
+        image: String,
+        /// The task's error.
+        message: String,
+    },
+    /// A replica service's task ended or never ran (the service was removed again).
+    #[error("the task of replica {name} (host port {host_port}) did not start: {state} {message}")]
+    TaskNotStarted {
+        /// Replica name.
+        name: String,
+        /// Host port it was to publish.
+        host_port: u16,
+        /// The task's last state.
+        state: String,
+        /// The task's error or message.
+        message: String,
+    },
     /// The event stream failed.
     #[error("Docker event stream of instance {instance} failed: {source}")]
     Events {
@@ -286,6 +339,8 @@ impl RuntimeError {
             self,
             RuntimeError::NotOwned { .. }
                 | RuntimeError::ImageMissing { .. }
+                | RuntimeError::ImageMissingOnNode { .. }
+                | RuntimeError::NotSwarmManager { .. }
                 | RuntimeError::InvalidInstance { .. }
         )
     }
