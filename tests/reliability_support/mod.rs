@@ -42,15 +42,19 @@ pub fn p99_during(
 ) -> f64 {
     let first = from.saturating_duration_since(load_started).as_secs();
     let last = to.saturating_duration_since(load_started).as_secs();
-    report["timeline"]
+    let rows = report["timeline"]
         .as_array()
-        .map(|rows| {
-            rows.iter()
-                .filter(|r| r["t"].as_u64().is_some_and(|t| t >= first && t <= last))
-                .filter_map(|r| r["p99_ms"].as_f64())
-                .fold(0.0, f64::max)
+        .unwrap_or_else(|| panic!("the load report has no timeline: {report}"));
+    // Every row must carry its p99 (the report's keys are camelCase): a renamed key
+    // must fail here, not read as 0 ms and let every transition pass.
+    rows.iter()
+        .filter(|r| r["t"].as_u64().is_some_and(|t| t >= first && t <= last))
+        .map(|r| {
+            r["p99Ms"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("timeline row without p99Ms: {r}"))
         })
-        .unwrap_or(0.0)
+        .fold(0.0, f64::max)
 }
 
 /// Asserts the transition `[from, to]` kept its p99 under [`TRANSITION_P99_MS`] and the
