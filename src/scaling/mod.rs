@@ -23,6 +23,7 @@ use crate::policy::types::{
 };
 
 mod history;
+pub mod idle;
 mod hpa;
 mod replicas;
 mod threshold;
