@@ -931,6 +931,7 @@ fn random_set(rng: &mut StdRng) -> Vec<Upstream> {
             listen: random_listen(rng),
             servers,
             drain_timeout_seconds: rng.random_range(0..=3600),
+            hold: None,
         });
     }
     if !set.is_empty() && rng.random_bool(0.05) {

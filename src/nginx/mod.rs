@@ -23,6 +23,13 @@
 //!   policy with no ready replica gets a `server 127.0.0.1:1 down;` placeholder (never
 //!   contacted) and its server block answers `503` with `Retry-After: 1` itself: the
 //!   client gets an honest "unavailable" rather than a `502 no live upstreams`.
+//! - **Scale to zero.** An upstream with a [`HoldTarget`] and no server proxies to the
+//!   operator's activator instead, naming the policy in [`ACTIVATOR_POLICY_HEADER`]
+//!   (nginx's `proxy_set_header` replaces a client's value). When the activator is down
+//!   (operator stopped or restarting) the connect is refused and `error_page` turns the
+//!   502 into an immediate `503` with `Retry-After: 1`: never a hang, never a dead end.
+//!   As soon as a replica is in the upstream the block is the ordinary one again, so
+//!   warm traffic never passes the activator.
 //! - **Failover.** `proxy_next_upstream error timeout http_502 http_503` retries a
 //!   request on another replica when the chosen one refuses the connection (nginx never
 //!   retries a non-idempotent request once it was sent, and we keep that default).
@@ -98,7 +105,28 @@ pub struct Upstream {
     /// The policy's `spec.drain.timeoutSeconds`: a reload lets old workers finish
     /// requests for at least the longest of these (see [`shutdown_timeout_seconds`]).
     pub drain_timeout_seconds: u64,
+    /// Where the server sends requests while `servers` is empty (a scale-to-zero policy
+    /// under `autoscaler run`); `None`: it answers `503` itself.
+    pub hold: Option<HoldTarget>,
 }
+
+/// The operator's activator, which holds a scale-to-zero policy's requests at zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldTarget {
+    /// The activator's loopback listener.
+    pub addr: SocketAddr,
+    /// The policy's `scaleToZero.timeoutSeconds`: nginx waits a little longer for the
+    /// activator's answer, so the activator's own 503 is what a client sees.
+    pub timeout_seconds: u64,
+}
+
+/// Header naming the policy on requests nginx sends to the activator. nginx sets it with
+/// `proxy_set_header`, which replaces any value a client sent.
+pub const ACTIVATOR_POLICY_HEADER: &str = "X-Autoscaler-Policy";
+/// Seconds nginx waits for the activator beyond the policy's hold timeout.
+const HOLD_MARGIN_SECONDS: u64 = 5;
+/// Longest hold timeout accepted, in seconds (policy validation allows 600).
+const MAX_HOLD_SECONDS: u64 = 3600;
 
 /// Settings of the nginx master the operator runs itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +201,18 @@ pub enum RenderError {
     ValidateWorkerProcesses {
         /// The rejected value.
         value: u32,
+    },
+    /// The activator address has port 0, or the hold timeout is out of range.
+    #[error(
+        "policy {policy:?}: activator {addr} with a hold timeout of {seconds}s (port must be non-zero, timeout 1..={MAX_HOLD_SECONDS}s)"
+    )]
+    ValidateHold {
+        /// Policy owning the value.
+        policy: String,
+        /// The activator address.
+        addr: SocketAddr,
+        /// The hold timeout.
+        seconds: u64,
     },
     /// The template engine failed (a bug in a template).
     #[error("rendering template {template}: {source}")]
@@ -261,6 +301,7 @@ fn render_upstreams(upstreams: &[Upstream], standalone: bool) -> Result<String, 
             shutdown_timeout => shutdown_timeout_seconds(upstreams),
             live_path => LIVE_PATH,
             hash => HASH_PLACEHOLDER,
+            policy_header => ACTIVATOR_POLICY_HEADER,
         },
     )
 }
@@ -274,6 +315,8 @@ struct UpstreamView {
     keepalive: u32,
     listen: String,
     servers: Vec<String>,
+    /// `(activator address, nginx read timeout in seconds)` when held at zero.
+    hold: Option<(String, u64)>,
 }
 
 impl UpstreamView {
@@ -286,6 +329,10 @@ impl UpstreamView {
             keepalive => self.keepalive,
             listen => self.listen,
             servers => self.servers,
+            hold => self.hold.map(|(addr, read_timeout)| minijinja::context! {
+                addr => addr,
+                read_timeout => read_timeout,
+            }),
         }
     }
 }
@@ -329,6 +376,19 @@ fn normalize(upstreams: &[Upstream]) -> Result<Vec<UpstreamView>, RenderError> {
             validate_port(&u.policy, *s)?;
             servers.insert(*s);
         }
+        let hold = match u.hold {
+            Some(h)
+                if h.addr.port() == 0 || !(1..=MAX_HOLD_SECONDS).contains(&h.timeout_seconds) =>
+            {
+                return Err(RenderError::ValidateHold {
+                    policy: u.policy.clone(),
+                    addr: h.addr,
+                    seconds: h.timeout_seconds,
+                });
+            }
+            Some(h) => Some((h.addr.to_string(), h.timeout_seconds + HOLD_MARGIN_SECONDS)),
+            None => None,
+        };
         views.push(UpstreamView {
             policy: u.policy.clone(),
             name: upstream_name(&u.policy),
@@ -336,6 +396,7 @@ fn normalize(upstreams: &[Upstream]) -> Result<Vec<UpstreamView>, RenderError> {
             keepalive: u.keepalive,
             listen: u.listen.to_string(),
             servers: servers.iter().map(SocketAddr::to_string).collect(),
+            hold,
         });
     }
     Ok(views)

@@ -17,6 +17,7 @@ fn upstream(policy: &str, listen: &str, servers: &[&str]) -> Upstream {
         listen: addr(listen),
         servers: servers.iter().map(|s| addr(s)).collect(),
         drain_timeout_seconds: 30,
+        hold: None,
     }
 }
 
@@ -223,6 +224,7 @@ fn invalid_values_are_rejected_before_rendering() {
         (
             vec![Upstream {
                 drain_timeout_seconds: 86_401,
+                hold: None,
                 ..upstream("a", "127.0.0.1:8080", &[])
             }],
             "drain",
@@ -322,6 +324,7 @@ fn managed_config_matches_golden_text() {
         rr,
         Upstream {
             drain_timeout_seconds: 0,
+            hold: None,
             ..upstream("idle", "[::1]:8082", &[])
         },
     ];
@@ -382,6 +385,7 @@ impl Gen {
                 listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9000 + i as u16),
                 servers: (0..self.below(8)).map(|_| self.addr()).collect(),
                 drain_timeout_seconds: self.below(4) * 600,
+                hold: None,
             })
             .collect()
     }
@@ -487,6 +491,7 @@ fn shutdown_timeout_follows_the_longest_drain_with_margin_and_floor() {
             .enumerate()
             .map(|(i, d)| Upstream {
                 drain_timeout_seconds: *d,
+                hold: None,
                 ..upstream(&format!("p{i}"), &format!("127.0.0.1:{}", 9000 + i), &[])
             })
             .collect();
@@ -581,6 +586,7 @@ fn the_hash_changes_with_any_rendered_change_and_only_then() {
         }],
         vec![Upstream {
             drain_timeout_seconds: 300,
+            hold: None,
             ..base[0].clone()
         }],
     ];

@@ -729,13 +729,17 @@ spec:
     fn scale_to_zero_defaults_and_position() {
         let p = policy("min: 1, max: 10 => min: 0, max: 10\n  scaleToZero: {idleSeconds: 300}");
         let z = p.spec.scale_to_zero.expect("scaleToZero");
-        assert_eq!((z.idle_seconds, z.max_pending, z.timeout_seconds), (300, 100, 30));
+        assert_eq!(
+            (z.idle_seconds, z.max_pending, z.timeout_seconds),
+            (300, 100, 30)
+        );
         let text = BASE.replace("min: 1, max: 10", "min: 0, max: 10");
         let (ok, _) = parse_documents(&text, "z.yaml");
         let errs: Vec<String> = validate_all(&ok).iter().map(ToString::to_string).collect();
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(
-            errs[0].starts_with("z.yaml:10:") && errs[0].contains("spec.replicas.min: 0 needs spec.scaleToZero"),
+            errs[0].starts_with("z.yaml:10:")
+                && errs[0].contains("spec.replicas.min: 0 needs spec.scaleToZero"),
             "{errs:?}"
         );
     }

@@ -583,6 +583,7 @@ fn upstream_of(policy: &ScalingPolicy) -> Upstream {
         listen: policy.parsed.listen,
         servers: Vec::new(),
         drain_timeout_seconds: policy.spec.drain.timeout_seconds,
+        hold: None,
     }
 }
 

@@ -23,8 +23,8 @@ use crate::policy::types::{
 };
 
 mod history;
-pub mod idle;
 mod hpa;
+pub mod idle;
 mod replicas;
 mod threshold;
 
