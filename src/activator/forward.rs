@@ -179,7 +179,8 @@ mod tests {
     fn proxy_headers_added_hop_by_hop_and_routing_header_dropped() {
         let peer: IpAddr = "127.0.0.1".parse().expect("ip");
         // (name, incoming headers, header, expected values)
-        let cases: &[(&str, &[(&str, &str)], &str, &[&str])] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a [&'a str]);
+        let cases: &[Case] = &[
             (
                 "xff_added_when_absent",
                 &[("host", "a")],

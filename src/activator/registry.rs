@@ -252,11 +252,12 @@ impl Registry {
             (admitted, cold, e.held)
         };
         self.set_held_gauge(policy, held);
-        if wake && let Ok(w) = self.inner.wakes.lock() {
-            if let Some(tx) = w.as_ref() {
-                // The controller gone (shutdown): held requests time out or get 503.
-                let _ = tx.send(policy.to_owned());
-            }
+        if wake
+            && let Ok(w) = self.inner.wakes.lock()
+            && let Some(tx) = w.as_ref()
+        {
+            // The controller gone (shutdown): held requests time out or get 503.
+            let _ = tx.send(policy.to_owned());
         }
         Ok(admitted)
     }

@@ -41,6 +41,15 @@ pub struct Args {
     /// shows policy names, replica addresses and events to whoever reaches it.
     #[arg(long)]
     pub allow_remote_api: bool,
+    /// Loopback address of the activator, which holds the requests of scale-to-zero
+    /// policies at zero replicas (nginx proxies to it). Port 0 picks a free port at each
+    /// start; a fixed port keeps nginx's config unchanged across restarts.
+    #[arg(
+        long,
+        env = "AUTOSCALER_ACTIVATOR_LISTEN",
+        default_value = "127.0.0.1:0"
+    )]
+    pub activator_listen: SocketAddr,
 }
 
 /// Runs until SIGINT/SIGTERM (graceful), a second signal exits at once. What cannot
@@ -50,6 +59,13 @@ pub fn run(args: Args) -> ExitCode {
     // Before anything is loaded or touched: a refused address changes nothing.
     if let Err(e) = api::check_listen(args.listen, args.allow_remote_api) {
         eprintln!("autoscaler run: {e}");
+        return Exit::Invalid.into();
+    }
+    if !args.activator_listen.ip().to_canonical().is_loopback() {
+        eprintln!(
+            "autoscaler run: --activator-listen {} is not a loopback address: only the local nginx may reach the activator",
+            args.activator_listen
+        );
         return Exit::Invalid.into();
     }
     let initial = match common::load_policies(&args.policies) {
@@ -87,7 +103,14 @@ pub fn run(args: Args) -> ExitCode {
             return Exit::Unavailable.into();
         }
     };
-    let code = runtime.block_on(daemon(args, listener, (initial, files)));
+    let activator = match runtime.block_on(preflight::bind_listen(args.activator_listen)) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("autoscaler run: activator: {e}");
+            return Exit::Unavailable.into();
+        }
+    };
+    let code = runtime.block_on(daemon(args, listener, activator, (initial, files)));
     drop(lock);
     code
 }
@@ -95,6 +118,7 @@ pub fn run(args: Args) -> ExitCode {
 async fn daemon(
     args: Args,
     listener: tokio::net::TcpListener,
+    activator: tokio::net::TcpListener,
     initial: (Vec<crate::policy_files::LoadedPolicy>, Vec<PathBuf>),
 ) -> ExitCode {
     let shutdown = CancellationToken::new();
@@ -106,6 +130,22 @@ async fn daemon(
         tracing::info!(addr = %args.listen, "HTTP endpoint listening (/metrics, /healthz, /status)");
         tokio::spawn(async move { api::serve_on(listener, telemetry, shutdown).await })
     };
+    let registry = crate::activator::Registry::new(telemetry.clone());
+    let activator_addr = match activator.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("autoscaler run: activator: {e}");
+            return Exit::Unavailable.into();
+        }
+    };
+    tracing::info!(addr = %activator_addr, "activator listening (scale-to-zero policies at zero)");
+    // Shutdown: held requests get 503 at once; forwarded ones may finish for 5 s.
+    let activator_task = tokio::spawn(crate::activator::serve(
+        activator,
+        registry.clone(),
+        shutdown.clone(),
+        Duration::from_secs(5),
+    ));
     // The engine may be down at start: keep retrying, serving /healthz meanwhile.
     let Some(runtime) = connect_with_retry(&args.operator.instance, &shutdown).await else {
         return Exit::Ok.into();
@@ -123,7 +163,10 @@ async fn daemon(
         args.operator.state(),
         args.operator.settings(),
     ) {
-        Ok(op) => Arc::new(op),
+        // The signal hub is read for idle time (the signal stream fills it when wired).
+        Ok(op) => {
+            Arc::new(op.with_activator(registry, activator_addr, crate::signal::SignalHub::new()))
+        }
         Err(e) => {
             eprintln!("autoscaler run: {}", super::exit::describe(&e));
             return Exit::Unavailable.into();
@@ -145,6 +188,7 @@ async fn daemon(
     };
     controller::run(op, config, initial, load, telemetry, shutdown.clone()).await;
     shutdown.cancel();
+    let _ = activator_task.await;
     match api_task.await {
         Ok(Err(e)) => {
             eprintln!("autoscaler run: {}", super::exit::describe(&e));

@@ -531,31 +531,31 @@ spec:
                 "spec.scaleToZero",
             ),
             (
-                "min: 1, max: 10 => min: 0, max: 0\n  scaleToZero: {idleSeconds: 60}",
+                "min: 1, max: 10} => min: 0, max: 0}\n  scaleToZero: {idleSeconds: 60}",
                 "spec.replicas.max",
             ),
             (
-                "min: 1, max: 10 => min: 0, max: 10\n  scaleToZero: {idleSeconds: 0}",
+                "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 0}",
                 "spec.scaleToZero.idleSeconds",
             ),
             (
-                "min: 1, max: 10 => min: 0, max: 10\n  scaleToZero: {idleSeconds: 86401}",
+                "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 86401}",
                 "spec.scaleToZero.idleSeconds",
             ),
             (
-                "min: 1, max: 10 => min: 0, max: 10\n  scaleToZero: {idleSeconds: 9, maxPending: 0}",
+                "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 9, maxPending: 0}",
                 "spec.scaleToZero.maxPending",
             ),
             (
-                "min: 1, max: 10 => min: 0, max: 10\n  scaleToZero: {idleSeconds: 9, maxPending: 10001}",
+                "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 9, maxPending: 10001}",
                 "spec.scaleToZero.maxPending",
             ),
             (
-                "min: 1, max: 10 => min: 0, max: 10\n  scaleToZero: {idleSeconds: 9, timeoutSeconds: 0}",
+                "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 9, timeoutSeconds: 0}",
                 "spec.scaleToZero.timeoutSeconds",
             ),
             (
-                "min: 1, max: 10 => min: 0, max: 10\n  scaleToZero: {idleSeconds: 9, timeoutSeconds: 601}",
+                "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 9, timeoutSeconds: 601}",
                 "spec.scaleToZero.timeoutSeconds",
             ),
             ("min: 1, max: 10 => min: 4, max: 3", "spec.replicas.max"),
@@ -660,9 +660,9 @@ spec:
             "128Mi => 6Mi",
             "127.0.0.1:8080 => 127.0.0.2:8005",
             "MODE: fast => MODE: 'two words; \"quoted\"'",
-            "min: 1, max: 10 => min: 0, max: 10\n  scaleToZero: {idleSeconds: 300}",
-            "min: 1, max: 10 => min: 0, max: 1\n  scaleToZero: {idleSeconds: 1, maxPending: 1, timeoutSeconds: 1}",
-            "min: 1, max: 10 => min: 0, max: 10\n  scaleToZero: {idleSeconds: 86400, maxPending: 10000, timeoutSeconds: 600}",
+            "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 300}",
+            "min: 1, max: 10} => min: 0, max: 1}\n  scaleToZero: {idleSeconds: 1, maxPending: 1, timeoutSeconds: 1}",
+            "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 86400, maxPending: 10000, timeoutSeconds: 600}",
         ] {
             assert_eq!(check_policy(&policy(edit)), vec![], "{edit}");
         }
@@ -727,7 +727,7 @@ spec:
 
     #[test]
     fn scale_to_zero_defaults_and_position() {
-        let p = policy("min: 1, max: 10 => min: 0, max: 10\n  scaleToZero: {idleSeconds: 300}");
+        let p = policy("min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 300}");
         let z = p.spec.scale_to_zero.expect("scaleToZero");
         assert_eq!(
             (z.idle_seconds, z.max_pending, z.timeout_seconds),

@@ -164,7 +164,8 @@ mod tests {
     #[test]
     fn verdict_table() {
         // (name, idleSeconds, current, held, last request, watching since, now, expected)
-        let cases: &[(&str, u64, u32, u32, Option<u64>, u64, u64, Verdict)] = &[
+        type Case = (&'static str, u64, u32, u32, Option<u64>, u64, u64, Verdict);
+        let cases: &[Case] = &[
             (
                 "at_zero_nothing_held_stays",
                 300,
