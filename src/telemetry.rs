@@ -100,6 +100,8 @@ pub struct Telemetry {
     pub activator_forwarded: Family<PolicyLabels, Counter>,
     /// Cold start: first request held at zero → first byte from a replica.
     pub activator_cold_start: Family<PolicyLabels, Histogram>,
+    /// Requests held per scale-to-zero policy right now, for `/status` (`heldRequests`).
+    pub held_now: std::sync::Mutex<std::collections::BTreeMap<String, u32>>,
     /// Latest state and events for `/status`.
     pub snapshot: RwLock<(State, Vec<Event>)>,
     /// False while the Docker engine is unreachable (for `/healthz`).
@@ -226,6 +228,7 @@ impl Telemetry {
             activator_rejections,
             activator_forwarded,
             activator_cold_start,
+            held_now: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             desired,
             current,
             ready,

@@ -122,11 +122,17 @@ fn idle_goes_to_zero_and_requests_at_zero_are_answered_once_a_replica_is_ready()
         return;
     };
     let o = zero_opts(&env);
-    write_zero_policy(&env, &o, "{idleSeconds: 3, maxPending: 50, timeoutSeconds: 20}");
+    write_zero_policy(
+        &env,
+        &o,
+        "{idleSeconds: 3, maxPending: 50, timeoutSeconds: 20}",
+    );
     let d = daemon(&env);
     // A new min: 0 policy starts at zero, nginx pointing at the activator.
     assert!(
-        wait_for(Duration::from_secs(20), || routes_to_activator(&env).then_some(())).is_some(),
+        wait_for(Duration::from_secs(20), || routes_to_activator(&env)
+            .then_some(()))
+        .is_some(),
         "nginx never routed to the activator:\n{}",
         d.log_text()
     );
@@ -137,28 +143,38 @@ fn idle_goes_to_zero_and_requests_at_zero_are_answered_once_a_replica_is_ready()
     assert_eq!(a.status, 200, "{}\n{}", a.body, d.log_text());
     assert_eq!(running(&env), 1);
     assert!(
-        wait_for(Duration::from_secs(10), || (!events(&d, "Activated").is_empty()).then_some(()))
-            .is_some(),
+        wait_for(Duration::from_secs(10), || (!events(&d, "Activated")
+            .is_empty())
+        .then_some(()))
+        .is_some(),
         "no Activated event"
     );
     let activated = events(&d, "Activated");
-    assert!(activated[0].starts_with("Activated: 1 request held "), "{activated:?}");
+    assert!(
+        activated[0].starts_with("Activated: 1 request held "),
+        "{activated:?}"
+    );
     assert_eq!(
-        metric(&d, "autoscaler_activator_cold_start_seconds_count{policy=\"zero-idle\"}"),
+        metric(
+            &d,
+            "autoscaler_activator_cold_start_seconds_count{policy=\"zero-idle\"}"
+        ),
         1.0
     );
 
     // Idle for 3 s: back to zero through the drain; nginx points at the activator again.
     assert!(
-        wait_for(Duration::from_secs(30), || (running(&env) == 0 && routes_to_activator(&env))
-            .then_some(()))
+        wait_for(Duration::from_secs(30), || (running(&env) == 0
+            && routes_to_activator(&env))
+        .then_some(()))
         .is_some(),
         "never scaled to zero:\n{}",
         d.log_text()
     );
     assert!(
-        wait_for(Duration::from_secs(5), || (!events(&d, "ScaledToZero").is_empty())
-            .then_some(()))
+        wait_for(Duration::from_secs(5), || (!events(&d, "ScaledToZero")
+            .is_empty())
+        .then_some(()))
         .is_some()
     );
     let scaled = events(&d, "ScaledToZero");
@@ -176,7 +192,10 @@ fn idle_goes_to_zero_and_requests_at_zero_are_answered_once_a_replica_is_ready()
         assert_eq!(a.status, 200, "request {i}: {}", a.body);
     }
     assert_eq!(
-        metric(&d, "autoscaler_activator_timeouts_total{policy=\"zero-idle\"}"),
+        metric(
+            &d,
+            "autoscaler_activator_timeouts_total{policy=\"zero-idle\"}"
+        ),
         0.0
     );
 }
@@ -187,10 +206,16 @@ fn a_burst_of_200_at_zero_is_answered_without_a_failure() {
         return;
     };
     let o = zero_opts(&env);
-    write_zero_policy(&env, &o, "{idleSeconds: 60, maxPending: 500, timeoutSeconds: 30}");
+    write_zero_policy(
+        &env,
+        &o,
+        "{idleSeconds: 60, maxPending: 500, timeoutSeconds: 30}",
+    );
     let d = daemon(&env);
     assert!(
-        wait_for(Duration::from_secs(20), || routes_to_activator(&env).then_some(())).is_some(),
+        wait_for(Duration::from_secs(20), || routes_to_activator(&env)
+            .then_some(()))
+        .is_some(),
         "{}",
         d.log_text()
     );
@@ -209,11 +234,7 @@ fn a_burst_of_200_at_zero_is_answered_without_a_failure() {
         .into_iter()
         .map(|c| c.join().expect("client thread"))
         .collect();
-    let failed: Vec<u16> = results
-        .iter()
-        .map(|r| r.0)
-        .filter(|s| *s != 200)
-        .collect();
+    let failed: Vec<u16> = results.iter().map(|r| r.0).filter(|s| *s != 200).collect();
     let slowest = results.iter().map(|r| r.1).max().unwrap_or_default();
     eprintln!(
         "burst of 200 at zero: {} failed, slowest {slowest:?}, all done in {:?}",
@@ -222,7 +243,10 @@ fn a_burst_of_200_at_zero_is_answered_without_a_failure() {
     );
     assert!(failed.is_empty(), "failed: {failed:?}\n{}", d.log_text());
     assert_eq!(
-        metric(&d, "autoscaler_activator_rejections_total{policy=\"zero-burst\"}"),
+        metric(
+            &d,
+            "autoscaler_activator_rejections_total{policy=\"zero-burst\"}"
+        ),
         0.0
     );
 }
@@ -243,7 +267,9 @@ fn a_replica_that_cannot_start_gives_the_activators_503_within_the_timeout() {
     env.write_policy_text(&yaml);
     let d = daemon(&env);
     assert!(
-        wait_for(Duration::from_secs(20), || routes_to_activator(&env).then_some(())).is_some(),
+        wait_for(Duration::from_secs(20), || routes_to_activator(&env)
+            .then_some(()))
+        .is_some(),
         "{}",
         d.log_text()
     );
@@ -261,7 +287,10 @@ fn a_replica_that_cannot_start_gives_the_activators_503_within_the_timeout() {
     );
     assert!(took < Duration::from_secs(8), "answered after {took:?}");
     assert_eq!(
-        metric(&d, "autoscaler_activator_timeouts_total{policy=\"zero-broken\"}"),
+        metric(
+            &d,
+            "autoscaler_activator_timeouts_total{policy=\"zero-broken\"}"
+        ),
         1.0
     );
     let status = d.status().expect("status");
@@ -287,15 +316,18 @@ fn the_warm_path_does_not_pass_through_the_activator() {
     write_zero_policy(&env, &o, "{idleSeconds: 600}");
     let d = daemon(&env);
     assert!(
-        wait_for(Duration::from_secs(20), || routes_to_activator(&env).then_some(())).is_some(),
+        wait_for(Duration::from_secs(20), || routes_to_activator(&env)
+            .then_some(()))
+        .is_some(),
         "{}",
         d.log_text()
     );
     let a = request(env.lb_addr(), "/", Duration::from_secs(25)).expect("cold request");
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(
-        wait_for(Duration::from_secs(10), || (!routes_to_activator(&env)).then_some(()))
-            .is_some(),
+        wait_for(Duration::from_secs(10), || (!routes_to_activator(&env))
+            .then_some(()))
+        .is_some(),
         "nginx still routes to the activator with a replica ready"
     );
     let forwarded = "autoscaler_activator_forwarded_total{policy=\"zero-warm\"}";
@@ -307,7 +339,11 @@ fn the_warm_path_does_not_pass_through_the_activator() {
         let a = request(env.lb_addr(), "/", Duration::from_secs(5)).expect("warm request");
         assert_eq!(a.status, 200);
     }
-    assert_eq!(metric(&d, forwarded), before, "warm requests passed the activator");
+    assert_eq!(
+        metric(&d, forwarded),
+        before,
+        "warm requests passed the activator"
+    );
     let served = support::requests_served(port).expect("replica metrics");
     assert!(served >= served_before + 50.0, "{served_before} → {served}");
 }
@@ -329,7 +365,9 @@ fn an_operator_stopping_answers_held_requests_503_and_nginx_never_hangs_on_it() 
     env.write_policy_text(&yaml);
     let mut d = daemon(&env);
     assert!(
-        wait_for(Duration::from_secs(20), || routes_to_activator(&env).then_some(())).is_some(),
+        wait_for(Duration::from_secs(20), || routes_to_activator(&env)
+            .then_some(()))
+        .is_some(),
         "{}",
         d.log_text()
     );
@@ -350,8 +388,15 @@ fn an_operator_stopping_answers_held_requests_503_and_nginx_never_hangs_on_it() 
     assert_eq!(a.status, 503, "{}", a.body);
     assert_eq!(a.header("retry-after"), Some("1"));
     assert!(a.body.contains("shutting down"), "{}", a.body);
-    assert!(t.elapsed() < Duration::from_secs(30), "held for {:?}", t.elapsed());
-    assert!(d.wait_exit(Duration::from_secs(20)).is_some(), "daemon did not exit");
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "held for {:?}",
+        t.elapsed()
+    );
+    assert!(
+        d.wait_exit(Duration::from_secs(20)).is_some(),
+        "daemon did not exit"
+    );
 
     // Operator gone, nginx still up: its own fast 503 with Retry-After, not a hang.
     let a = request(lb, "/", Duration::from_secs(10)).expect("request with the activator down");

@@ -318,6 +318,9 @@ impl Registry {
             .activator_held
             .get_or_create(&labels(policy))
             .set(i64::from(held));
+        if let Ok(mut now) = self.inner.telemetry.held_now.lock() {
+            now.insert(policy.to_owned(), held);
+        }
     }
 }
 

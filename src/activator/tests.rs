@@ -224,6 +224,11 @@ async fn queue_is_bounded_by_max_pending() {
         .collect();
     let registry = h.registry.clone();
     until("two held", || registry.held("web") == 2).await;
+    assert_eq!(
+        h.telemetry.held_now.lock().expect("held").get("web"),
+        Some(&2),
+        "/status shows the held requests"
+    );
     let third = send(h.addr, Some("web"), b"b".to_vec()).await;
     assert_eq!(third.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(header(&third, "retry-after"), "1");
