@@ -237,7 +237,7 @@ impl SignalReceiver {
                 _ = tick.tick() => {
                     hub.flush_activity();
                     ticks += 1;
-                    if ticks % 10 == 0
+                    if ticks.is_multiple_of(10)
                         && let Some(drops) = self.udp_inode.and_then(udp_drops)
                     {
                         hub.set_kernel_dropped(drops);
