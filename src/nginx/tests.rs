@@ -668,3 +668,23 @@ fn signal_endpoint_cannot_break_the_directive() {
         }
     }
 }
+
+#[test]
+fn diff_masking_ignores_the_signal_wiring() {
+    let ups = [
+        upstream("web", "127.0.0.1:8080", &["127.0.0.1:8001"]),
+        upstream("idle", "127.0.0.1:8082", &[]),
+    ];
+    let udp = Endpoint::Udp(addr("127.0.0.1:28090"));
+    let unix = Endpoint::Unix("/run/as/signal.sock".into());
+    let plain = mask_config_hash(&render_managed(&ups, &settings("/run/as")).unwrap());
+    for signal in [&udp, &unix] {
+        let with = render_managed_with(&ups, &settings("/run/as"), Some(signal)).unwrap();
+        assert_eq!(mask_config_hash(&with), plain, "{signal}");
+        let with = render_snippet_with(&ups, Some(signal)).unwrap();
+        assert_eq!(
+            mask_config_hash(&with),
+            mask_config_hash(&render_snippet(&ups).unwrap())
+        );
+    }
+}
