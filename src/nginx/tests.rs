@@ -694,3 +694,66 @@ fn diff_masking_ignores_the_signal_wiring() {
         );
     }
 }
+
+fn held(policy: &str, listen: &str, servers: &[&str], activator: &str, timeout: u64) -> Upstream {
+    Upstream {
+        hold: Some(HoldTarget {
+            addr: addr(activator),
+            timeout_seconds: timeout,
+        }),
+        ..upstream(policy, listen, servers)
+    }
+}
+
+#[test]
+fn an_empty_scale_to_zero_upstream_proxies_to_the_activator_with_a_fast_503_fallback() {
+    let text = render_snippet(&[held("zero", "127.0.0.1:8080", &[], "127.0.0.1:9101", 30)])
+        .expect("render");
+    for line in [
+        "proxy_pass http://127.0.0.1:9101;",
+        "proxy_set_header X-Autoscaler-Policy \"zero\";",
+        "proxy_set_header X-Forwarded-Host $host;",
+        "proxy_read_timeout 35s;",
+        "proxy_next_upstream off;",
+        "error_page 502 504 = @activator_unavailable;",
+        "location @activator_unavailable {",
+        "add_header Retry-After 1 always;",
+    ] {
+        assert!(text.contains(line), "missing {line:?}:\n{text}");
+    }
+    assert_eq!(
+        parse_upstreams(&text),
+        BTreeMap::from([("zero".to_owned(), vec![])]),
+        "the placeholder server is still not a replica"
+    );
+}
+
+#[test]
+fn a_scale_to_zero_upstream_with_a_replica_is_plain_nginx() {
+    let warm = render_snippet(&[held(
+        "zero",
+        "127.0.0.1:8080",
+        &["127.0.0.1:8001"],
+        "127.0.0.1:9101",
+        30,
+    )])
+    .expect("render");
+    let plain =
+        render_snippet(&[upstream("zero", "127.0.0.1:8080", &["127.0.0.1:8001"])]).expect("render");
+    assert_eq!(warm, plain, "the warm path never mentions the activator");
+}
+
+#[test]
+fn a_hold_target_that_could_break_the_config_is_refused() {
+    for (activator, timeout) in [
+        ("127.0.0.1:0", 30),
+        ("127.0.0.1:9101", 0),
+        ("127.0.0.1:9101", 3601),
+    ] {
+        let err = render_snippet(&[held("zero", "127.0.0.1:8080", &[], activator, timeout)]);
+        assert!(
+            matches!(err, Err(RenderError::ValidateHold { .. })),
+            "{activator} {timeout}: {err:?}"
+        );
+    }
+}
