@@ -61,7 +61,7 @@
 
 mod parse;
 
-pub use parse::{config_hash, mask_config_hash, parse_upstreams};
+pub use parse::{activator_addr, config_hash, mask_config_hash, parse_upstreams};
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -98,3 +98,16 @@ fn server_addr(line: &str) -> Option<SocketAddr> {
     }
     Some(addr)
 }
+
+/// The activator address a rendered config sends scale-to-zero policies at zero to
+/// (`proxy_pass http://IP:PORT;`: replicas are always reached through a named upstream),
+/// so a dry run renders what a running daemon rendered.
+pub fn activator_addr(config: &str) -> Option<std::net::SocketAddr> {
+    config.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("proxy_pass http://")?
+            .strip_suffix(';')?
+            .parse()
+            .ok()
+    })
+}

@@ -452,6 +452,7 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
     ) -> Result<(), ReconcileError> {
         let live = self.lb.current().await?;
         self.zero.configure(policies);
+        self.zero.observe_live(live.as_deref());
         let loaded: Vec<Upstream> = policies.iter().map(|p| self.upstream_of(p)).collect();
         let remembered: Vec<(String, UpstreamSettings)> = {
             let state = self.state.lock().await;

@@ -25,6 +25,9 @@ pub struct ZeroHooks {
     activator: Option<(Registry, SocketAddr)>,
     signal: Option<SignalHub>,
     seen: Mutex<BTreeMap<String, Seen>>,
+    /// Without an activator of its own (`diff`): the one the live config names, so a dry
+    /// run renders a running daemon's config unchanged.
+    live_activator: Mutex<Option<SocketAddr>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +43,7 @@ impl ZeroHooks {
             activator: Some((registry, addr)),
             signal: Some(signal),
             seen: Mutex::new(BTreeMap::new()),
+            live_activator: Mutex::new(None),
         }
     }
 
@@ -47,11 +51,30 @@ impl ZeroHooks {
     /// and the policy scales to zero.
     pub fn hold_target(&self, policy: &ScalingPolicy) -> Option<HoldTarget> {
         let rule = policy.spec.scale_to_zero.as_ref()?;
-        let (_, addr) = self.activator.as_ref()?;
+        let addr = match &self.activator {
+            Some((_, addr)) => *addr,
+            None => {
+                (*self
+                    .live_activator
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner))?
+            }
+        };
         Some(HoldTarget {
-            addr: *addr,
+            addr,
             timeout_seconds: rule.timeout_seconds,
         })
+    }
+
+    /// Remembers the activator the live config names (used only without one's own).
+    pub fn observe_live(&self, live: Option<&str>) {
+        if self.activator.is_none() {
+            *self
+                .live_activator
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                live.and_then(crate::nginx::activator_addr);
+        }
     }
 
     /// Makes the activator hold requests for exactly these policies' scale-to-zero rules.

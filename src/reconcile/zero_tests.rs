@@ -252,3 +252,37 @@ async fn without_an_activator_an_empty_scale_to_zero_upstream_answers_503_itself
     assert!(config.contains("return 503;"), "{config}");
     assert!(op.activation_wakes().is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dry_run_without_an_activator_renders_the_live_one_unchanged() {
+    let h = Harness::new();
+    let web = policy("demo:latest", 30);
+    h.op.prepare(&[&web], PassMode::Apply)
+        .await
+        .expect("prepare");
+    let live = h.config();
+    // `diff`: an operator without an activator, on the same world.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dry = Operator::with_seams(
+        h.fakes.runtime(INSTANCE),
+        h.fakes.lb(),
+        StateDir::new(dir.path()),
+        OperatorSettings {
+            instance: INSTANCE.to_owned(),
+            ..OperatorSettings::default()
+        },
+        h.fakes.seams(),
+    )
+    .expect("operator");
+    dry.prepare(&[&web], PassMode::DryRun)
+        .await
+        .expect("prepare");
+    assert_eq!(
+        dry.upstream_of(&web)
+            .hold
+            .map(|t| t.addr.to_string())
+            .as_deref(),
+        Some(ACTIVATOR),
+        "{live}"
+    );
+}
