@@ -17,7 +17,7 @@ In one invocation, with one daemon and two policies (`cold`: min 0, scaleToZero,
 Results go to benches/results/cold_start.json. Uses loopback ports 29450-29485 (env
 BENCH_PORT_BASE moves them), its own instance label and state dir, is bounded in time,
 and removes what it made on exit (daemon SIGTERM, `autoscaler down`, `docker rm -f` by
-instance label, the managed nginx).
+instance label, the managed nginx, its temp dir unless BENCH_KEEP is set).
 
 Needs: the demo image (scripts/build-image.sh), docker, nginx, wrk, and a release build:
 env BENCH_BIN, else target/release/autoscaler, else the static build of build-image.sh.
@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -196,6 +197,11 @@ class World:
                 os.kill(int(f.read().strip()), signal.SIGQUIT)
         except (OSError, ValueError):
             pass
+        if os.environ.get("BENCH_KEEP"):
+            log(f"kept {self.dir} (BENCH_KEEP)")
+        else:
+            time.sleep(1)  # nginx workers leave the prefix
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def wrk(port, seconds):
