@@ -163,7 +163,12 @@ async fn healthz(AxumState(t): AxumState<Arc<Telemetry>>) -> Response {
 
 async fn status(AxumState(t): AxumState<Arc<Telemetry>>) -> Response {
     let snapshot = t.snapshot.read().await;
-    let body = serde_json::json!({ "policies": snapshot.0.policies, "events": snapshot.1 });
+    let held = t.held_now.lock().map(|h| h.clone()).unwrap_or_default();
+    let body = serde_json::json!({
+        "policies": snapshot.0.policies,
+        "events": snapshot.1,
+        "heldRequests": held,
+    });
     axum::Json(body).into_response()
 }
 

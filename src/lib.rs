@@ -22,6 +22,7 @@
 //!   per file, with fakes of its boundaries for in-process tests).
 //! - [`controller`]: the daemon's trigger streams, work queue and shutdown.
 //! - [`telemetry`]: the operator's own metrics and latest status (controller writes, api reads).
+//! - [`activator`]: holds a scale-to-zero policy's requests at zero, wakes it, forwards them.
 //! - [`api`]: the daemon's HTTP endpoint (`/metrics`, `/healthz`, `/status`).
 //! - [`loadgen`]: the `autoscaler load` traffic generator.
 //! - [`demo`]: the demo backend that the image runs.
@@ -29,6 +30,7 @@
 //! - [`error`]: the crate error that gathers each module's error.
 //! - [`fault`]: fault-injection points for crash tests (`AUTOSCALER_FAULT`).
 
+pub mod activator;
 pub mod api;
 pub mod cli;
 pub mod controller;

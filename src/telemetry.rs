@@ -90,6 +90,18 @@ pub struct Telemetry {
     pub reloads: Gauge,
     /// Scale events by direction.
     pub scale_events: Family<DirectionLabels, Counter>,
+    /// Requests the activator holds now (scale-to-zero policies at zero).
+    pub activator_held: Family<PolicyLabels, Gauge>,
+    /// Held requests answered 503 because no replica was ready within `timeoutSeconds`.
+    pub activator_timeouts: Family<PolicyLabels, Counter>,
+    /// Requests refused 503 because `maxPending` were held already.
+    pub activator_rejections: Family<PolicyLabels, Counter>,
+    /// Requests the activator forwarded to a replica.
+    pub activator_forwarded: Family<PolicyLabels, Counter>,
+    /// Cold start: first request held at zero → first byte from a replica.
+    pub activator_cold_start: Family<PolicyLabels, Histogram>,
+    /// Requests held per scale-to-zero policy right now, for `/status` (`heldRequests`).
+    pub held_now: std::sync::Mutex<std::collections::BTreeMap<String, u32>>,
     /// Latest state and events for `/status`.
     pub snapshot: RwLock<(State, Vec<Event>)>,
     /// False while the Docker engine is unreachable (for `/healthz`).
@@ -177,8 +189,46 @@ impl Telemetry {
             "Scale changes by direction",
             scale_events.clone(),
         );
+        let activator_held = Family::<PolicyLabels, Gauge>::default();
+        let activator_timeouts = Family::<PolicyLabels, Counter>::default();
+        let activator_rejections = Family::<PolicyLabels, Counter>::default();
+        let activator_forwarded = Family::<PolicyLabels, Counter>::default();
+        let activator_cold_start = Family::<PolicyLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0])
+        });
+        registry.register(
+            "activator_held_requests",
+            "Requests the activator holds while a scale-to-zero policy has no ready replica",
+            activator_held.clone(),
+        );
+        registry.register(
+            "activator_timeouts",
+            "Held requests answered 503 after scaleToZero.timeoutSeconds without a ready replica",
+            activator_timeouts.clone(),
+        );
+        registry.register(
+            "activator_rejections",
+            "Requests answered 503 because scaleToZero.maxPending requests were held already",
+            activator_rejections.clone(),
+        );
+        registry.register(
+            "activator_forwarded",
+            "Requests the activator forwarded to a replica",
+            activator_forwarded.clone(),
+        );
+        registry.register(
+            "activator_cold_start_seconds",
+            "Cold start: first request held at zero replicas to first byte from a replica",
+            activator_cold_start.clone(),
+        );
         Self {
             registry,
+            activator_held,
+            activator_timeouts,
+            activator_rejections,
+            activator_forwarded,
+            activator_cold_start,
+            held_now: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             desired,
             current,
             ready,

@@ -350,7 +350,7 @@ const FIXTURES: &[(&str, Class, &[Expected])] = &[
     ("memory-bad-quantity.yaml", Semantic, &[(12, "spec.template.resources.memory", r#""128MB" is not a quantity such as 128Mi, 1Gi, 500M or 1048576"#)]),
     ("merge-key-abuse.yaml", Budget, &[(21, r#"spec.metrics[6].requestRate."<<"[1]"#, "budget breached: MergeKeys { merge_keys: 101 }")]),
     ("min-greater-than-max.yaml", Semantic, &[(12, "spec.replicas.max", "must be >= spec.replicas.min (5)")]),
-    ("min-zero.yaml", Semantic, &[(12, "spec.replicas.min", "must be >= 1 (as HPA's minReplicas; scale to zero is not supported)")]),
+    ("min-zero.yaml", Semantic, &[(12, "spec.replicas.min", "0 needs spec.scaleToZero (e.g. scaleToZero: {idleSeconds: 300}): without an idle rule and the activator nothing would serve requests; use >= 1 otherwise")]),
     ("missing-image.yaml", MissingField, &[(10, "spec.template", "missing field `image`")]),
     ("missing-metadata.yaml", MissingField, &[(4, "(document)", "missing field `metadata`")]),
     ("no-metrics.yaml", Semantic, &[(7, "spec.metrics", "at least one metric is required")]),
@@ -934,6 +934,7 @@ fn random_set(rng: &mut StdRng) -> Vec<Upstream> {
             listen: random_listen(rng),
             servers,
             drain_timeout_seconds: rng.random_range(0..=3600),
+            hold: None,
         });
     }
     if !set.is_empty() && rng.random_bool(0.05) {

@@ -23,6 +23,7 @@ fn upstream(policy: &str, listen: u16, servers: &[SocketAddr]) -> Upstream {
         listen: SocketAddr::from(([127, 0, 0, 1], listen)),
         servers: servers.to_vec(),
         drain_timeout_seconds: 30,
+        hold: None,
     }
 }
 

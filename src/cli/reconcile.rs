@@ -26,6 +26,14 @@ pub struct Args {
 
 /// Runs one pass: exit 0 converged, 1 a step failed (the next run resumes), 2 invalid input.
 pub fn run(args: Args) -> ExitCode {
+    // Scale-to-zero policies need `run`'s activator: refused before anything is touched.
+    if let Ok(policies) = crate::policy_files::load_paths(&args.policies.files)
+        && let Err(errors) = super::validate::refuse_scale_to_zero_once(&policies)
+    {
+        eprintln!("{errors}");
+        eprintln!("nothing was changed");
+        return super::Exit::Invalid.into();
+    }
     let args = &args;
     common::drive(
         "reconcile",

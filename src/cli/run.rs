@@ -41,6 +41,21 @@ pub struct Args {
     /// shows policy names, replica addresses and events to whoever reaches it.
     #[arg(long)]
     pub allow_remote_api: bool,
+    /// Loopback address of the activator, which holds the requests of scale-to-zero
+    /// policies at zero replicas (nginx proxies to it). Port 0 picks a free port at each
+    /// start; a fixed port keeps nginx's config unchanged across restarts.
+    #[arg(
+        long,
+        env = "AUTOSCALER_ACTIVATOR_LISTEN",
+        default_value = "127.0.0.1:0"
+    )]
+    pub activator_listen: SocketAddr,
+    /// Where nginx reports every request (the load-balancer signal): `auto` (a free
+    /// loopback UDP port), `IP:PORT` (UDP), `unix:/abs/path` (a socket file the nginx
+    /// workers can write; `unix:` alone is `signal.sock` in the managed nginx prefix), or
+    /// `off`.
+    #[arg(long, env = "AUTOSCALER_LB_SIGNAL", default_value = "auto")]
+    pub lb_signal: String,
 }
 
 /// Runs until SIGINT/SIGTERM (graceful), a second signal exits at once. What cannot
@@ -50,6 +65,13 @@ pub fn run(args: Args) -> ExitCode {
     // Before anything is loaded or touched: a refused address changes nothing.
     if let Err(e) = api::check_listen(args.listen, args.allow_remote_api) {
         eprintln!("autoscaler run: {e}");
+        return Exit::Invalid.into();
+    }
+    if !args.activator_listen.ip().to_canonical().is_loopback() {
+        eprintln!(
+            "autoscaler run: --activator-listen {} is not a loopback address: only the local nginx may reach the activator",
+            args.activator_listen
+        );
         return Exit::Invalid.into();
     }
     let initial = match common::load_policies(&args.policies) {
@@ -87,7 +109,14 @@ pub fn run(args: Args) -> ExitCode {
             return Exit::Unavailable.into();
         }
     };
-    let code = runtime.block_on(daemon(args, listener, (initial, files)));
+    let activator = match runtime.block_on(preflight::bind_listen(args.activator_listen)) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("autoscaler run: activator: {e}");
+            return Exit::Unavailable.into();
+        }
+    };
+    let code = runtime.block_on(daemon(args, listener, activator, (initial, files)));
     drop(lock);
     code
 }
@@ -95,6 +124,7 @@ pub fn run(args: Args) -> ExitCode {
 async fn daemon(
     args: Args,
     listener: tokio::net::TcpListener,
+    activator: tokio::net::TcpListener,
     initial: (Vec<crate::policy_files::LoadedPolicy>, Vec<PathBuf>),
 ) -> ExitCode {
     let shutdown = CancellationToken::new();
@@ -106,6 +136,22 @@ async fn daemon(
         tracing::info!(addr = %args.listen, "HTTP endpoint listening (/metrics, /healthz, /status)");
         tokio::spawn(async move { api::serve_on(listener, telemetry, shutdown).await })
     };
+    let registry = crate::activator::Registry::new(telemetry.clone());
+    let activator_addr = match activator.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("autoscaler run: activator: {e}");
+            return Exit::Unavailable.into();
+        }
+    };
+    tracing::info!(addr = %activator_addr, "activator listening (scale-to-zero policies at zero)");
+    // Shutdown: held requests get 503 at once; forwarded ones may finish for 5 s.
+    let activator_task = tokio::spawn(crate::activator::serve(
+        activator,
+        registry.clone(),
+        shutdown.clone(),
+        Duration::from_secs(5),
+    ));
     // The engine may be down at start: keep retrying, serving /healthz meanwhile.
     let runtime =
         match connect_with_retry(args.operator.runtime, &args.operator.instance, &shutdown).await {
@@ -123,13 +169,24 @@ async fn daemon(
             return Exit::Invalid.into();
         }
     };
+    // The signal receiver is bound before nginx is started or reloaded, so the first
+    // config already reports to it; `signal_hub` is what the readers get.
+    let signal_hub = crate::signal::SignalHub::new();
+    let lb = match start_signal(&args.lb_signal, lb, &signal_hub, &shutdown) {
+        Ok(lb) => lb,
+        Err(e) => {
+            eprintln!("autoscaler run: {e}");
+            return Exit::Unavailable.into();
+        }
+    };
     let op = match crate::reconcile::Operator::new(
         runtime,
         lb,
         args.operator.state(),
         args.operator.settings(),
     ) {
-        Ok(op) => Arc::new(op),
+        // Scale to zero reads idle time from the signal hub.
+        Ok(op) => Arc::new(op.with_activator(registry, activator_addr, signal_hub.clone())),
         Err(e) => {
             eprintln!("autoscaler run: {}", super::exit::describe(&e));
             return Exit::Unavailable.into();
@@ -151,6 +208,7 @@ async fn daemon(
     };
     controller::run(op, config, initial, load, telemetry, shutdown.clone()).await;
     shutdown.cancel();
+    let _ = activator_task.await;
     match api_task.await {
         Ok(Err(e)) => {
             eprintln!("autoscaler run: {}", super::exit::describe(&e));
@@ -158,6 +216,40 @@ async fn daemon(
         }
         _ => Exit::Ok.into(),
     }
+}
+
+/// Binds the signal receiver `setting` names, spawns it into `hub` until `shutdown`, and
+/// returns `lb` rendering the matching `access_log` (unchanged for `off`).
+fn start_signal(
+    setting: &str,
+    lb: common::AnyLb,
+    hub: &crate::signal::SignalHub,
+    shutdown: &CancellationToken,
+) -> Result<common::AnyLb, String> {
+    use crate::signal::{Endpoint, SignalReceiver};
+    let endpoint = match (setting, &lb) {
+        ("off", _) => return Ok(lb),
+        ("auto", _) => Endpoint::Udp(SocketAddr::from(([127, 0, 0, 1], 0))),
+        ("unix:", common::AnyLb::Managed(m)) => {
+            std::fs::create_dir_all(m.prefix())
+                .map_err(|e| format!("creating {}: {e}", m.prefix().display()))?;
+            Endpoint::Unix(m.default_signal_socket())
+        }
+        ("unix:", common::AnyLb::External(_)) => {
+            return Err(
+                "--lb-signal unix: needs a path in external mode (one the nginx workers can write)"
+                    .to_owned(),
+            );
+        }
+        (other, _) => other.parse().map_err(|e| format!("--lb-signal {e}"))?,
+    };
+    let receiver = SignalReceiver::bind(&endpoint).map_err(|e| e.to_string())?;
+    let bound = receiver.endpoint().clone();
+    receiver.spawn(hub.clone(), shutdown.clone());
+    Ok(match lb {
+        common::AnyLb::Managed(m) => common::AnyLb::Managed(m.with_signal(bound)),
+        common::AnyLb::External(e) => common::AnyLb::External(e.with_signal(bound)),
+    })
 }
 
 /// Refuses a policy whose listen address is the operator's own endpoint: nginx could

@@ -179,7 +179,8 @@ impl Daemon {
 /// Whether a condition is in its normal state (then `status` does not show it).
 pub fn is_normal(c: &Condition) -> bool {
     match c.kind.as_str() {
-        "ScalingLimited" => !c.status,
+        // True is what deserves a look: limited, or at zero (with requests held, maybe).
+        "ScalingLimited" | "ScaledToZero" => !c.status,
         _ => c.status,
     }
 }
@@ -191,7 +192,7 @@ pub fn conditions_text(status: &PolicyStatus) -> String {
         .iter()
         .filter(|c| !is_normal(c))
         .map(|c| {
-            let name = if c.kind == "ScalingLimited" {
+            let name = if c.kind == "ScalingLimited" || c.kind == "ScaledToZero" {
                 c.kind.clone()
             } else {
                 format!("{}=false", c.kind)
@@ -370,6 +371,12 @@ mod tests {
             ..PolicyStatus::default()
         };
         assert_eq!(conditions_text(&s), "Ready");
+        s.conditions
+            .push(condition("ScaledToZero", false, "Serving"));
+        assert_eq!(conditions_text(&s), "Ready", "serving replicas is normal");
+        s.conditions[3] = condition("ScaledToZero", true, "Activating");
+        assert_eq!(conditions_text(&s), "ScaledToZero (Activating)");
+        s.conditions.pop();
         s.conditions[0] = condition("AbleToScale", false, "ListenUnavailable");
         s.conditions[2] = condition("ScalingLimited", true, "TooManyReplicas");
         assert_eq!(

@@ -1,6 +1,7 @@
 //! The daemon: trigger streams feeding one worker per policy.
 //!
 //! ```text
+//!  activator (request held at zero) ─► notify worker(p) at once
 //!  policy files ──notify, debounce──► reload ──► policy set (watch channel)
 //!                                                   │ new policy → spawn worker
 //!  docker events ──────────────► notify worker(p)  │ removed    → worker tears down, exits
@@ -98,6 +99,8 @@ pub async fn run<R, L>(
         shutdown.clone(),
     ));
 
+    // Requests held at zero wake their policy's worker directly: no waiting for a tick.
+    let mut activations = op.activation_wakes();
     let mut resync = tokio::time::interval(config.resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -126,12 +129,25 @@ pub async fn run<R, L>(
                 Some(policy) => if let Some(w) = workers.get(&policy) { w.wake.wake(Trigger::DockerEvent) },
                 None => workers.values().for_each(|w| w.wake.wake(Trigger::Resync)),
             },
+            Some(policy) = next_activation(&mut activations) => {
+                if let Some(w) = workers.get(&policy) {
+                    w.wake.wake(Trigger::Activation);
+                }
+            }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
     tracing::info!("shutting down: finishing steps in flight; containers and nginx keep serving");
     op.shutdown_token().cancel();
     while tasks.join_next().await.is_some() {}
+}
+
+/// The next policy the activator wants a replica for; never ready without an activator.
+async fn next_activation(rx: &mut Option<mpsc::UnboundedReceiver<String>>) -> Option<String> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn to_set((policies, files): (Vec<LoadedPolicy>, Vec<PathBuf>)) -> PolicySet {

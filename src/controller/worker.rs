@@ -31,11 +31,18 @@ pub enum Trigger {
     Resync,
     /// The policy files changed.
     PolicyChange,
+    /// The activator holds a request of a scale-to-zero policy at zero: a replica, now.
+    Activation,
 }
 
 impl Trigger {
     /// Wake-up triggers, most telling first: the one a pass is recorded under when several collapse.
-    const WAKES: [Trigger; 3] = [Trigger::PolicyChange, Trigger::DockerEvent, Trigger::Resync];
+    const WAKES: [Trigger; 4] = [
+        Trigger::Activation,
+        Trigger::PolicyChange,
+        Trigger::DockerEvent,
+        Trigger::Resync,
+    ];
 
     /// The `trigger` label value.
     pub fn as_str(self) -> &'static str {
@@ -47,6 +54,7 @@ impl Trigger {
             Trigger::DockerEvent => "docker_event",
             Trigger::Resync => "resync",
             Trigger::PolicyChange => "policy_change",
+            Trigger::Activation => "activation",
         }
     }
 

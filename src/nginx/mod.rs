@@ -23,6 +23,13 @@
 //!   policy with no ready replica gets a `server 127.0.0.1:1 down;` placeholder (never
 //!   contacted) and its server block answers `503` with `Retry-After: 1` itself: the
 //!   client gets an honest "unavailable" rather than a `502 no live upstreams`.
+//! - **Scale to zero.** An upstream with a [`HoldTarget`] and no server proxies to the
+//!   operator's activator instead, naming the policy in [`ACTIVATOR_POLICY_HEADER`]
+//!   (nginx's `proxy_set_header` replaces a client's value). When the activator is down
+//!   (operator stopped or restarting) the connect is refused and `error_page` turns the
+//!   502 into an immediate `503` with `Retry-After: 1`: never a hang, never a dead end.
+//!   As soon as a replica is in the upstream the block is the ordinary one again, so
+//!   warm traffic never passes the activator.
 //! - **Failover.** `proxy_next_upstream error timeout http_502 http_503` retries a
 //!   request on another replica when the chosen one refuses the connection (nginx never
 //!   retries a non-idempotent request once it was sent, and we keep that default).
@@ -40,6 +47,13 @@
 //!   one policy never cuts the requests another policy is draining. (Managed mode only:
 //!   the directive belongs to the main context, which the snippet cannot reach; the
 //!   snippet's header names the value for the user's own `nginx.conf`.)
+//! - **Load signal.** Given a signal endpoint (the operator's receiver), the output
+//!   defines `log_format autoscaler_signal` ([`crate::signal::record::FORMAT`]) and every
+//!   policy's server block sets `$autoscaler_policy` and logs each request with
+//!   `access_log syslog:server=ENDPOINT,nohostname,tag=autoscaler` (one datagram per
+//!   request, sent non-blocking: a record is dropped, never waited for). The live-check
+//!   location keeps `access_log off`. Without an endpoint (`reconcile --once`, `diff`, no
+//!   receiver) nothing is logged, as before.
 //! - **Live check.** `return` runs in nginx's rewrite phase, before `allow`/`deny`
 //!   would, so the check location refuses other hosts with
 //!   `if ($remote_addr != $server_addr)`: only a connection from the host to itself
@@ -47,7 +61,7 @@
 
 mod parse;
 
-pub use parse::{config_hash, mask_config_hash, parse_upstreams};
+pub use parse::{activator_addr, config_hash, mask_config_hash, parse_upstreams};
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -57,6 +71,8 @@ use minijinja::{Environment, UndefinedBehavior};
 use sha2::{Digest, Sha256};
 
 use crate::policy::Algorithm;
+use crate::signal::Endpoint;
+use crate::signal::record::FORMAT as SIGNAL_FORMAT;
 
 /// Template of the complete managed-mode `nginx.conf`.
 const MANAGED_TEMPLATE: &str = include_str!("../../nginx-templates/nginx.conf.j2");
@@ -98,7 +114,28 @@ pub struct Upstream {
     /// The policy's `spec.drain.timeoutSeconds`: a reload lets old workers finish
     /// requests for at least the longest of these (see [`shutdown_timeout_seconds`]).
     pub drain_timeout_seconds: u64,
+    /// Where the server sends requests while `servers` is empty (a scale-to-zero policy
+    /// under `autoscaler run`); `None`: it answers `503` itself.
+    pub hold: Option<HoldTarget>,
 }
+
+/// The operator's activator, which holds a scale-to-zero policy's requests at zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldTarget {
+    /// The activator's loopback listener.
+    pub addr: SocketAddr,
+    /// The policy's `scaleToZero.timeoutSeconds`: nginx waits a little longer for the
+    /// activator's answer, so the activator's own 503 is what a client sees.
+    pub timeout_seconds: u64,
+}
+
+/// Header naming the policy on requests nginx sends to the activator. nginx sets it with
+/// `proxy_set_header`, which replaces any value a client sent.
+pub const ACTIVATOR_POLICY_HEADER: &str = "X-Autoscaler-Policy";
+/// Seconds nginx waits for the activator beyond the policy's hold timeout.
+const HOLD_MARGIN_SECONDS: u64 = 5;
+/// Longest hold timeout accepted, in seconds (policy validation allows 600).
+const MAX_HOLD_SECONDS: u64 = 3600;
 
 /// Settings of the nginx master the operator runs itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +211,27 @@ pub enum RenderError {
         /// The rejected value.
         value: u32,
     },
+    /// The activator address has port 0, or the hold timeout is out of range.
+    #[error(
+        "policy {policy:?}: activator {addr} with a hold timeout of {seconds}s (port must be non-zero, timeout 1..={MAX_HOLD_SECONDS}s)"
+    )]
+    ValidateHold {
+        /// Policy owning the value.
+        policy: String,
+        /// The activator address.
+        addr: SocketAddr,
+        /// The hold timeout.
+        seconds: u64,
+    },
+    /// The signal endpoint cannot be written into the config.
+    #[error(
+        "signal endpoint {endpoint} cannot go into nginx's syslog parameter: want IP:PORT or \
+         unix: and an absolute path of A-Z a-z 0-9 / . _ - + characters"
+    )]
+    ValidateSignal {
+        /// The rejected endpoint.
+        endpoint: String,
+    },
     /// The template engine failed (a bug in a template).
     #[error("rendering template {template}: {source}")]
     Template {
@@ -213,13 +271,26 @@ pub fn render_managed(
     upstreams: &[Upstream],
     settings: &ManagedSettings,
 ) -> Result<String, RenderError> {
+    render_managed_with(upstreams, settings, None)
+}
+
+/// [`render_managed`], reporting every request to `signal` when given.
+///
+/// # Errors
+///
+/// A [`RenderError`] when any value fails validation (see the module docs).
+pub fn render_managed_with(
+    upstreams: &[Upstream],
+    settings: &ManagedSettings,
+    signal: Option<&Endpoint>,
+) -> Result<String, RenderError> {
     let prefix = validate_prefix(&settings.prefix)?;
     if !(1..=MAX_WORKER_PROCESSES).contains(&settings.worker_processes) {
         return Err(RenderError::ValidateWorkerProcesses {
             value: settings.worker_processes,
         });
     }
-    let snippet = render_upstreams(upstreams, false)?;
+    let snippet = render_upstreams(upstreams, false, signal)?;
     let ctx = minijinja::context! {
         prefix => prefix,
         worker_processes => settings.worker_processes,
@@ -235,7 +306,36 @@ pub fn render_managed(
 ///
 /// A [`RenderError`] when any value fails validation (see the module docs).
 pub fn render_snippet(upstreams: &[Upstream]) -> Result<String, RenderError> {
-    render_upstreams(upstreams, true).map(seal)
+    render_snippet_with(upstreams, None)
+}
+
+/// [`render_snippet`], reporting every request to `signal` when given.
+///
+/// # Errors
+///
+/// A [`RenderError`] when any value fails validation (see the module docs).
+pub fn render_snippet_with(
+    upstreams: &[Upstream],
+    signal: Option<&Endpoint>,
+) -> Result<String, RenderError> {
+    render_upstreams(upstreams, true, signal).map(seal)
+}
+
+/// The `syslog:server=` value for `signal`, validated so it cannot break the directive.
+fn signal_server(signal: &Endpoint) -> Result<String, RenderError> {
+    let ok = match signal {
+        Endpoint::Udp(addr) => addr.port() != 0,
+        Endpoint::Unix(path) => path
+            .to_str()
+            .is_some_and(|p| validate_prefix(p).is_ok_and(|t| t == p)),
+    };
+    if ok {
+        Ok(signal.nginx_server())
+    } else {
+        Err(RenderError::ValidateSignal {
+            endpoint: signal.nginx_server(),
+        })
+    }
 }
 
 /// Replaces the hash placeholder with the hash of the text that holds it.
@@ -249,8 +349,13 @@ fn seal(text: String) -> String {
 }
 
 /// The upstream template; `standalone` adds the header for a file people include.
-fn render_upstreams(upstreams: &[Upstream], standalone: bool) -> Result<String, RenderError> {
+fn render_upstreams(
+    upstreams: &[Upstream],
+    standalone: bool,
+    signal: Option<&Endpoint>,
+) -> Result<String, RenderError> {
     let views = normalize(upstreams)?;
+    let signal = signal.map(signal_server).transpose()?;
     let values: Vec<minijinja::Value> = views.into_iter().map(UpstreamView::into_value).collect();
     render_template(
         "upstream.conf.j2",
@@ -261,6 +366,9 @@ fn render_upstreams(upstreams: &[Upstream], standalone: bool) -> Result<String, 
             shutdown_timeout => shutdown_timeout_seconds(upstreams),
             live_path => LIVE_PATH,
             hash => HASH_PLACEHOLDER,
+            policy_header => ACTIVATOR_POLICY_HEADER,
+            signal => signal,
+            signal_format => SIGNAL_FORMAT,
         },
     )
 }
@@ -274,6 +382,8 @@ struct UpstreamView {
     keepalive: u32,
     listen: String,
     servers: Vec<String>,
+    /// `(activator address, nginx read timeout in seconds)` when held at zero.
+    hold: Option<(String, u64)>,
 }
 
 impl UpstreamView {
@@ -286,6 +396,10 @@ impl UpstreamView {
             keepalive => self.keepalive,
             listen => self.listen,
             servers => self.servers,
+            hold => self.hold.map(|(addr, read_timeout)| minijinja::context! {
+                addr => addr,
+                read_timeout => read_timeout,
+            }),
         }
     }
 }
@@ -329,6 +443,19 @@ fn normalize(upstreams: &[Upstream]) -> Result<Vec<UpstreamView>, RenderError> {
             validate_port(&u.policy, *s)?;
             servers.insert(*s);
         }
+        let hold = match u.hold {
+            Some(h)
+                if h.addr.port() == 0 || !(1..=MAX_HOLD_SECONDS).contains(&h.timeout_seconds) =>
+            {
+                return Err(RenderError::ValidateHold {
+                    policy: u.policy.clone(),
+                    addr: h.addr,
+                    seconds: h.timeout_seconds,
+                });
+            }
+            Some(h) => Some((h.addr.to_string(), h.timeout_seconds + HOLD_MARGIN_SECONDS)),
+            None => None,
+        };
         views.push(UpstreamView {
             policy: u.policy.clone(),
             name: upstream_name(&u.policy),
@@ -336,6 +463,7 @@ fn normalize(upstreams: &[Upstream]) -> Result<Vec<UpstreamView>, RenderError> {
             keepalive: u.keepalive,
             listen: u.listen.to_string(),
             servers: servers.iter().map(SocketAddr::to_string).collect(),
+            hold,
         });
     }
     Ok(views)

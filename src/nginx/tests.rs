@@ -17,6 +17,7 @@ fn upstream(policy: &str, listen: &str, servers: &[&str]) -> Upstream {
         listen: addr(listen),
         servers: servers.iter().map(|s| addr(s)).collect(),
         drain_timeout_seconds: 30,
+        hold: None,
     }
 }
 
@@ -223,6 +224,7 @@ fn invalid_values_are_rejected_before_rendering() {
         (
             vec![Upstream {
                 drain_timeout_seconds: 86_401,
+                hold: None,
                 ..upstream("a", "127.0.0.1:8080", &[])
             }],
             "drain",
@@ -322,6 +324,7 @@ fn managed_config_matches_golden_text() {
         rr,
         Upstream {
             drain_timeout_seconds: 0,
+            hold: None,
             ..upstream("idle", "[::1]:8082", &[])
         },
     ];
@@ -382,6 +385,7 @@ impl Gen {
                 listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9000 + i as u16),
                 servers: (0..self.below(8)).map(|_| self.addr()).collect(),
                 drain_timeout_seconds: self.below(4) * 600,
+                hold: None,
             })
             .collect()
     }
@@ -487,6 +491,7 @@ fn shutdown_timeout_follows_the_longest_drain_with_margin_and_floor() {
             .enumerate()
             .map(|(i, d)| Upstream {
                 drain_timeout_seconds: *d,
+                hold: None,
                 ..upstream(&format!("p{i}"), &format!("127.0.0.1:{}", 9000 + i), &[])
             })
             .collect();
@@ -581,10 +586,174 @@ fn the_hash_changes_with_any_rendered_change_and_only_then() {
         }],
         vec![Upstream {
             drain_timeout_seconds: 300,
+            hold: None,
             ..base[0].clone()
         }],
     ];
     for v in variants {
         assert_ne!(hash(&base), hash(&v), "{v:?}");
+    }
+}
+
+#[test]
+fn managed_config_with_signal_matches_golden_text() {
+    let ups = [
+        upstream("web", "127.0.0.1:8080", &["127.0.0.1:8001"]),
+        upstream("idle", "[::1]:8082", &[]),
+    ];
+    let signal = Endpoint::Unix("/run/as/signal.sock".into());
+    let got = render_managed_with(&ups, &settings("/run/as"), Some(&signal)).unwrap();
+    let want = include_str!("testdata/managed-signal.golden.conf");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/nginx/testdata/managed-signal.golden.conf"
+        );
+        std::fs::write(path, &got).unwrap();
+        return;
+    }
+    if got != want {
+        panic!("golden mismatch; got:\n{got}");
+    }
+}
+
+#[test]
+fn signal_logs_every_policy_server_but_not_the_live_check() {
+    let ups = [
+        upstream("web", "127.0.0.1:8080", &["127.0.0.1:8001"]),
+        upstream("idle", "127.0.0.1:8082", &[]),
+    ];
+    let udp = Endpoint::Udp(addr("127.0.0.1:28090"));
+    let text = render_snippet_with(&ups, Some(&udp)).unwrap();
+    assert_eq!(text.matches("log_format autoscaler_signal ").count(), 1);
+    assert!(text.contains(crate::signal::record::FORMAT));
+    for policy in ["web", "idle"] {
+        assert!(text.contains(&format!("    set $autoscaler_policy {policy};\n")));
+    }
+    assert_eq!(
+        text.matches(
+            "access_log syslog:server=127.0.0.1:28090,nohostname,tag=autoscaler autoscaler_signal;"
+        )
+        .count(),
+        2
+    );
+    // Each live-check location turns logging off (it inherits the server's otherwise).
+    let live = text
+        .matches(&format!(
+            "location = {LIVE_PATH} {{\n        access_log off;"
+        ))
+        .count();
+    assert_eq!(live, 2);
+    // Without an endpoint nothing is logged, byte for byte as before.
+    assert_eq!(
+        render_snippet_with(&ups, None).unwrap(),
+        render_snippet(&ups).unwrap()
+    );
+    assert!(!render_snippet(&ups).unwrap().contains("autoscaler_signal"));
+}
+
+#[test]
+fn signal_endpoint_cannot_break_the_directive() {
+    let ups = [upstream("web", "127.0.0.1:8080", &["127.0.0.1:8001"])];
+    let cases = [
+        (Endpoint::Unix("/run/as/signal.sock".into()), true),
+        (Endpoint::Udp(addr("127.0.0.1:514")), true),
+        (Endpoint::Udp(addr("[::1]:514")), true),
+        (Endpoint::Udp(addr("127.0.0.1:0")), false),
+        (Endpoint::Unix("/run/a b.sock".into()), false),
+        (Endpoint::Unix("/run/a,severity=x".into()), false),
+        (Endpoint::Unix("/run/a;\nevents{}".into()), false),
+        (Endpoint::Unix("/run/../x.sock".into()), false),
+        (Endpoint::Unix("relative.sock".into()), false),
+    ];
+    for (endpoint, ok) in cases {
+        let got = render_snippet_with(&ups, Some(&endpoint));
+        assert_eq!(got.is_ok(), ok, "{endpoint}: {got:?}");
+        if !ok {
+            assert!(matches!(got, Err(RenderError::ValidateSignal { .. })));
+        }
+    }
+}
+
+#[test]
+fn diff_masking_ignores_the_signal_wiring() {
+    let ups = [
+        upstream("web", "127.0.0.1:8080", &["127.0.0.1:8001"]),
+        upstream("idle", "127.0.0.1:8082", &[]),
+    ];
+    let udp = Endpoint::Udp(addr("127.0.0.1:28090"));
+    let unix = Endpoint::Unix("/run/as/signal.sock".into());
+    let plain = mask_config_hash(&render_managed(&ups, &settings("/run/as")).unwrap());
+    for signal in [&udp, &unix] {
+        let with = render_managed_with(&ups, &settings("/run/as"), Some(signal)).unwrap();
+        assert_eq!(mask_config_hash(&with), plain, "{signal}");
+        let with = render_snippet_with(&ups, Some(signal)).unwrap();
+        assert_eq!(
+            mask_config_hash(&with),
+            mask_config_hash(&render_snippet(&ups).unwrap())
+        );
+    }
+}
+
+fn held(policy: &str, listen: &str, servers: &[&str], activator: &str, timeout: u64) -> Upstream {
+    Upstream {
+        hold: Some(HoldTarget {
+            addr: addr(activator),
+            timeout_seconds: timeout,
+        }),
+        ..upstream(policy, listen, servers)
+    }
+}
+
+#[test]
+fn an_empty_scale_to_zero_upstream_proxies_to_the_activator_with_a_fast_503_fallback() {
+    let text = render_snippet(&[held("zero", "127.0.0.1:8080", &[], "127.0.0.1:9101", 30)])
+        .expect("render");
+    for line in [
+        "proxy_pass http://127.0.0.1:9101;",
+        "proxy_set_header X-Autoscaler-Policy \"zero\";",
+        "proxy_set_header X-Forwarded-Host $host;",
+        "proxy_read_timeout 35s;",
+        "proxy_next_upstream off;",
+        "error_page 502 504 = @activator_unavailable;",
+        "location @activator_unavailable {",
+        "add_header Retry-After 1 always;",
+    ] {
+        assert!(text.contains(line), "missing {line:?}:\n{text}");
+    }
+    assert_eq!(
+        parse_upstreams(&text),
+        BTreeMap::from([("zero".to_owned(), vec![])]),
+        "the placeholder server is still not a replica"
+    );
+}
+
+#[test]
+fn a_scale_to_zero_upstream_with_a_replica_is_plain_nginx() {
+    let warm = render_snippet(&[held(
+        "zero",
+        "127.0.0.1:8080",
+        &["127.0.0.1:8001"],
+        "127.0.0.1:9101",
+        30,
+    )])
+    .expect("render");
+    let plain =
+        render_snippet(&[upstream("zero", "127.0.0.1:8080", &["127.0.0.1:8001"])]).expect("render");
+    assert_eq!(warm, plain, "the warm path never mentions the activator");
+}
+
+#[test]
+fn a_hold_target_that_could_break_the_config_is_refused() {
+    for (activator, timeout) in [
+        ("127.0.0.1:0", 30),
+        ("127.0.0.1:9101", 0),
+        ("127.0.0.1:9101", 3601),
+    ] {
+        let err = render_snippet(&[held("zero", "127.0.0.1:8080", &[], activator, timeout)]);
+        assert!(
+            matches!(err, Err(RenderError::ValidateHold { .. })),
+            "{activator} {timeout}: {err:?}"
+        );
     }
 }

@@ -89,6 +89,34 @@ pub struct PolicySpec {
     /// How a removed replica finishes its in-flight work.
     #[serde(default)]
     pub drain: Drain,
+    /// Scale to zero after an idle period; required by (and only allowed with)
+    /// `replicas.min: 0`. At zero, the operator's activator holds requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_to_zero: Option<ScaleToZero>,
+}
+
+/// When a `min: 0` policy goes to zero replicas, and how requests are held at zero.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScaleToZero {
+    /// Seconds without a request (as the load-balancer signal sees it) before the
+    /// policy scales to zero; 1..=86400.
+    pub idle_seconds: u64,
+    /// Requests the activator holds at once at zero; more get `503` with `Retry-After`
+    /// (default 100, 1..=10000).
+    #[serde(default = "default_max_pending")]
+    pub max_pending: u32,
+    /// Longest a held request waits for a ready replica before it gets `503` with
+    /// `Retry-After` (default 30, 1..=600).
+    #[serde(default = "default_activation_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_max_pending() -> u32 {
+    100
+}
+fn default_activation_timeout() -> u64 {
+    30
 }
 
 /// What one replica runs.
@@ -182,7 +210,8 @@ fn default_healthz() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Replicas {
-    /// Never fewer replicas than this (HPA's `minReplicas`, default 1).
+    /// Never fewer replicas than this (HPA's `minReplicas`, default 1); `0` only with
+    /// `spec.scaleToZero`.
     #[serde(default = "default_min")]
     pub min: u32,
     /// Never more replicas than this (HPA's `maxReplicas`, default 10).

@@ -21,6 +21,12 @@ pub const MAX_WINDOW_SECONDS: u32 = 3600;
 pub const MAX_PERIOD_SECONDS: u32 = 1800;
 /// Longest drain timeout accepted, in seconds.
 pub const MAX_DRAIN_SECONDS: u64 = 3600;
+/// Longest `scaleToZero.idleSeconds` accepted (a day).
+pub const MAX_IDLE_SECONDS: u64 = 86_400;
+/// Largest `scaleToZero.maxPending` accepted.
+pub const MAX_PENDING: u32 = 10_000;
+/// Longest `scaleToZero.timeoutSeconds` accepted.
+pub const MAX_ACTIVATION_SECONDS: u64 = 600;
 /// Smallest memory limit Docker accepts (6 MiB).
 pub const MIN_MEMORY_BYTES: u64 = 6 << 20;
 
@@ -66,8 +72,8 @@ impl Checks {
 
 /// Every rule that concerns one policy alone.
 ///
-/// Replicas: `min >= 1` as HPA's `minReplicas` (scale to zero is not supported: the
-/// upstream would have no server), `max >= min`, and `max + 1` (one surge replica
+/// Replicas: `min >= 1` as HPA's `minReplicas`, or `min: 0` together with
+/// `spec.scaleToZero` (then `max >= 1`); `max >= min`, and `max + 1` (one surge replica
 /// during a rolling update) no larger than the number of ports in `spec.ports.range`.
 pub fn check_policy(p: &ScalingPolicy) -> Vec<Violation> {
     let mut c = Checks::default();
@@ -146,12 +152,7 @@ pub fn check_policy(p: &ScalingPolicy) -> Vec<Violation> {
     }
 
     // Replicas and ports.
-    if s.replicas.min < 1 {
-        c.push(
-            "spec.replicas.min",
-            "must be >= 1 (as HPA's minReplicas; scale to zero is not supported)",
-        );
-    }
+    check_scale_to_zero(&mut c, s);
     if s.replicas.max < s.replicas.min {
         c.push(
             "spec.replicas.max",
@@ -363,6 +364,50 @@ fn url_host_is_loopback(url: &str) -> bool {
     };
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `min: 0` needs an idle rule (and a replica to wake to); an idle rule needs `min: 0`.
+fn check_scale_to_zero(c: &mut Checks, s: &super::types::PolicySpec) {
+    match (&s.scale_to_zero, s.replicas.min) {
+        (None, 0) => c.push(
+            "spec.replicas.min",
+            "0 needs spec.scaleToZero (e.g. scaleToZero: {idleSeconds: 300}): without an idle rule and the activator nothing would serve requests; use >= 1 otherwise",
+        ),
+        (Some(_), min) if min > 0 => c.push(
+            "spec.scaleToZero",
+            format!("only allowed with spec.replicas.min: 0 (min is {min}, so the policy never reaches zero)"),
+        ),
+        (Some(z), _) => {
+            if s.replicas.max < 1 {
+                c.push(
+                    "spec.replicas.max",
+                    "must be >= 1 with scaleToZero (a request at zero wakes one replica)",
+                );
+            }
+            if !(1..=MAX_IDLE_SECONDS).contains(&z.idle_seconds) {
+                c.push(
+                    "spec.scaleToZero.idleSeconds",
+                    format!("must be in 1..={MAX_IDLE_SECONDS}, got {}", z.idle_seconds),
+                );
+            }
+            if !(1..=MAX_PENDING).contains(&z.max_pending) {
+                c.push(
+                    "spec.scaleToZero.maxPending",
+                    format!("must be in 1..={MAX_PENDING}, got {}", z.max_pending),
+                );
+            }
+            if !(1..=MAX_ACTIVATION_SECONDS).contains(&z.timeout_seconds) {
+                c.push(
+                    "spec.scaleToZero.timeoutSeconds",
+                    format!(
+                        "must be in 1..={MAX_ACTIVATION_SECONDS}, got {}",
+                        z.timeout_seconds
+                    ),
+                );
+            }
+        }
+        (None, _) => {}
+    }
 }
 
 fn check_rules(c: &mut Checks, base: &str, rules: &ScalingRules) {
@@ -585,6 +630,38 @@ spec:
             ("128Mi => 1Mi", "spec.template.resources.memory"),
             ("128Mi => lots", "spec.template.resources.memory"),
             ("min: 1 => min: 0", "spec.replicas.min"),
+            (
+                "drain: {timeoutSeconds: 30} => scaleToZero: {idleSeconds: 60}",
+                "spec.scaleToZero",
+            ),
+            (
+                "min: 1, max: 10} => min: 0, max: 0}\n  scaleToZero: {idleSeconds: 60}",
+                "spec.replicas.max",
+            ),
+            (
+                "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 0}",
+                "spec.scaleToZero.idleSeconds",
+            ),
+            (
+                "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 86401}",
+                "spec.scaleToZero.idleSeconds",
+            ),
+            (
+                "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 9, maxPending: 0}",
+                "spec.scaleToZero.maxPending",
+            ),
+            (
+                "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 9, maxPending: 10001}",
+                "spec.scaleToZero.maxPending",
+            ),
+            (
+                "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 9, timeoutSeconds: 0}",
+                "spec.scaleToZero.timeoutSeconds",
+            ),
+            (
+                "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 9, timeoutSeconds: 601}",
+                "spec.scaleToZero.timeoutSeconds",
+            ),
             ("min: 1, max: 10 => min: 4, max: 3", "spec.replicas.max"),
             ("8001-8079 => 8001-8010", "spec.replicas.max"),
             ("8001-8079 => 8079-8001", "spec.ports.range"),
@@ -687,6 +764,9 @@ spec:
             "128Mi => 6Mi",
             "127.0.0.1:8080 => 127.0.0.2:8005",
             "MODE: fast => MODE: 'two words; \"quoted\"'",
+            "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 300}",
+            "min: 1, max: 10} => min: 0, max: 1}\n  scaleToZero: {idleSeconds: 1, maxPending: 1, timeoutSeconds: 1}",
+            "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 86400, maxPending: 10000, timeoutSeconds: 600}",
         ] {
             assert_eq!(check_policy(&policy(edit)), vec![], "{edit}");
         }
@@ -872,6 +952,25 @@ spec:
         assert_eq!(
             (found[0].0, found[0].1.path.as_str()),
             (0, "spec.loadBalancer.listen")
+        );
+    }
+
+    #[test]
+    fn scale_to_zero_defaults_and_position() {
+        let p = policy("min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 300}");
+        let z = p.spec.scale_to_zero.expect("scaleToZero");
+        assert_eq!(
+            (z.idle_seconds, z.max_pending, z.timeout_seconds),
+            (300, 100, 30)
+        );
+        let text = BASE.replace("min: 1, max: 10", "min: 0, max: 10");
+        let (ok, _) = parse_documents(&text, "z.yaml");
+        let errs: Vec<String> = validate_all(&ok).iter().map(ToString::to_string).collect();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("z.yaml:10:")
+                && errs[0].contains("spec.replicas.min: 0 needs spec.scaleToZero"),
+            "{errs:?}"
         );
     }
 

@@ -12,6 +12,7 @@
 //! - [`events`]: the event log;
 //! - [`seams`]: the boundaries besides runtime and load balancer (metrics, probe, ports, clock);
 //! - [`error`]: [`ReconcileError`] and the [`ErrorKind`]s `/metrics` counts;
+//! - [`zero`]: scale to zero in a pass (idle inputs, the activator's view, its condition);
 //! - `testing` (tests only): in-process fakes of every boundary.
 //!
 //! The plan is the single truth: `diff` prints it and `reconcile` executes exactly it,
@@ -28,11 +29,14 @@ pub mod seams;
 pub mod status;
 pub mod upstreams;
 mod what_if;
+pub mod zero;
 
 #[cfg(test)]
 pub mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod zero_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -148,6 +152,8 @@ pub struct Operator<R, L> {
     policy_locks: std::sync::Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
     /// Cancelled on graceful shutdown: the executor stops between steps.
     shutdown: CancellationToken,
+    /// Scale to zero: the activator and the idle rule's inputs.
+    zero: zero::ZeroHooks,
 }
 
 impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
@@ -189,7 +195,26 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
             retirements: Retirements::default(),
             policy_locks: std::sync::Mutex::new(BTreeMap::new()),
             shutdown: CancellationToken::new(),
+            zero: zero::ZeroHooks::default(),
         })
+    }
+
+    /// Gives the operator the activator (its registry and listen address) and the signal
+    /// hub: scale-to-zero policies then hold requests at zero (`autoscaler run` only).
+    pub fn with_activator(
+        mut self,
+        registry: crate::activator::Registry,
+        addr: SocketAddr,
+        signal: crate::signal::SignalHub,
+    ) -> Self {
+        let events = self.events.clone();
+        registry.set_event_sink(Arc::new(
+            move |policy: &str, kind: &str, message: String| {
+                events.record(policy, kind, message);
+            },
+        ));
+        self.zero = zero::ZeroHooks::new(registry, addr, signal);
+        self
     }
 
     /// Observes, decides, plans and (in apply mode) executes one policy.
@@ -215,7 +240,11 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         // A master killed since `prepare` would otherwise never come back.
         self.lb.ensure_running().await?;
         self.table
-            .sync_settings(&self.lb, self.seams.ports.as_ref(), upstream_of(policy))
+            .sync_settings(
+                &self.lb,
+                self.seams.ports.as_ref(),
+                self.upstream_of(policy),
+            )
             .await?;
         self.record_decision(policy, &report, samples, &obs, warnings)
             .await;
@@ -223,6 +252,12 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         let execution = self.execute(&mut ctx, &report.plan.steps).await;
         self.record_outcome(policy, &mut report, execution, &obs)
             .await?;
+        let error = report
+            .error
+            .as_ref()
+            .map(|(step, e)| format!("{step}: {e}"));
+        self.zero
+            .after_pass(name, self.table.servers(name).await, error);
         Ok(report)
     }
 
@@ -258,14 +293,19 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         };
         let alive = obs.alive(readiness_timeout(policy));
         let metrics = observe::metrics(&self.seams, policy, &alive, &obs.addrs, &previous).await;
-        let decision = scaling::decide(&DecisionInput {
-            behavior: &policy.spec.behavior,
-            replicas: &policy.spec.replicas,
-            current: alive.len() as u32,
-            metrics: &metrics.inputs,
-            history: &history,
-            now_ms: self.seams.clock.now_ms(),
-        });
+        let now_ms = self.seams.clock.now_ms();
+        let zero = self.zero.input(policy, &metrics.inputs, now_ms);
+        let decision = scaling::idle::decide_with_zero(
+            &DecisionInput {
+                behavior: &policy.spec.behavior,
+                replicas: &policy.spec.replicas,
+                current: alive.len() as u32,
+                metrics: &metrics.inputs,
+                history: &history,
+                now_ms,
+            },
+            zero.as_ref(),
+        );
         (decision, metrics.samples, metrics.warnings)
     }
 
@@ -374,12 +414,21 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         ps.samples.extend(execution.baselines);
         let event = report.decision.as_ref().and_then(|d| {
             status::scale_event(ps, d, current, report.error.is_some(), self.events.now_ms())
+                .map(|e| zero::rename_event(d, e))
         });
         status::record_outcome(
             ps,
             running,
             ready,
             report.error.as_ref(),
+            self.events.now_ms(),
+        );
+        zero::record_condition(
+            ps,
+            policy,
+            running,
+            ready,
+            self.zero.held(name),
             self.events.now_ms(),
         );
         // Only this policy's file, and only when its bytes changed.
@@ -402,7 +451,9 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         mode: PassMode,
     ) -> Result<(), ReconcileError> {
         let live = self.lb.current().await?;
-        let loaded: Vec<Upstream> = policies.iter().map(|p| upstream_of(p)).collect();
+        self.zero.configure(policies);
+        self.zero.observe_live(live.as_deref());
+        let loaded: Vec<Upstream> = policies.iter().map(|p| self.upstream_of(p)).collect();
         let remembered: Vec<(String, UpstreamSettings)> = {
             let state = self.state.lock().await;
             state
@@ -457,8 +508,18 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
     /// Registers newly loaded policies in the upstream table before any pass runs (see
     /// [`UpstreamTable::claim`]); the daemon calls it on every reload.
     pub async fn claim(&self, policies: &[&ScalingPolicy]) {
+        self.zero.configure(policies);
         for p in policies {
-            self.table.claim(upstream_of(p)).await;
+            self.table.claim(self.upstream_of(p)).await;
+        }
+    }
+
+    /// A policy's upstream entry, without servers; at zero, a scale-to-zero policy's
+    /// requests go to the activator when the operator has one.
+    fn upstream_of(&self, policy: &ScalingPolicy) -> Upstream {
+        Upstream {
+            hold: self.zero.hold_target(policy),
+            ..upstream_of(policy)
         }
     }
 
@@ -530,6 +591,12 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         self.table.len().await
     }
 
+    /// Names of scale-to-zero policies whose worker must reconcile at once (requests
+    /// held at zero); `None` without an activator.
+    pub fn activation_wakes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        self.zero.subscribe_wakes()
+    }
+
     /// Cancel it to make passes stop after the step in flight.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -583,6 +650,7 @@ fn upstream_of(policy: &ScalingPolicy) -> Upstream {
         listen: policy.parsed.listen,
         servers: Vec::new(),
         drain_timeout_seconds: policy.spec.drain.timeout_seconds,
+        hold: None,
     }
 }
 

@@ -352,6 +352,7 @@ pub fn upstream_from_settings(
         listen,
         servers: Vec::new(),
         drain_timeout_seconds,
+        hold: None,
     })
 }
 
@@ -386,6 +387,7 @@ mod tests {
                     listen: listen.parse().expect("listen"),
                     servers: servers.iter().map(|s| s.parse().expect("server")).collect(),
                     drain_timeout_seconds: 30,
+                    hold: None,
                 },
                 generation,
             },

@@ -24,6 +24,7 @@ use crate::policy::types::{
 
 mod history;
 mod hpa;
+pub mod idle;
 mod replicas;
 mod threshold;
 
