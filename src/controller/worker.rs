@@ -31,11 +31,18 @@ pub enum Trigger {
     Resync,
     /// The policy files changed.
     PolicyChange,
+    /// The load balancer's signal called for burst mode between ticks.
+    Burst,
 }
 
 impl Trigger {
     /// Wake-up triggers, most telling first: the one a pass is recorded under when several collapse.
-    const WAKES: [Trigger; 3] = [Trigger::PolicyChange, Trigger::DockerEvent, Trigger::Resync];
+    const WAKES: [Trigger; 4] = [
+        Trigger::Burst,
+        Trigger::PolicyChange,
+        Trigger::DockerEvent,
+        Trigger::Resync,
+    ];
 
     /// The `trigger` label value.
     pub fn as_str(self) -> &'static str {
@@ -47,6 +54,7 @@ impl Trigger {
             Trigger::DockerEvent => "docker_event",
             Trigger::Resync => "resync",
             Trigger::PolicyChange => "policy_change",
+            Trigger::Burst => "burst",
         }
     }
 
@@ -92,13 +100,33 @@ pub(super) struct WorkerContext<R, L> {
 /// Runs until shutdown, or until the policy leaves a valid policy set (then tears it down).
 pub(super) async fn run<R: Runtime + 'static, L: LoadBalancer>(ctx: WorkerContext<R, L>) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
-    let mut delay = Duration::ZERO;
+    let mut delay;
+    // A deadline, not a sleep per wait: burst checks between ticks must not push it back.
+    let mut deadline = tokio::time::Instant::now();
     let mut timer = Trigger::Start;
+    // New requests of the policy reported by nginx: each batch runs the burst check.
+    let mut activity = Some(ctx.op.signal().activity(&ctx.name));
     loop {
-        let timed_out = tokio::select! {
+        let woke = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
-            _ = ctx.wake.notify.notified() => false,
-            _ = tokio::time::sleep(delay) => true,
+            _ = ctx.wake.notify.notified() => Woke::Notified,
+            _ = tokio::time::sleep_until(deadline) => Woke::Timer,
+            ok = next_activity(&mut activity) => Woke::Activity(ok),
+        };
+        let timed_out = match woke {
+            Woke::Notified => false,
+            Woke::Timer => true,
+            Woke::Activity(false) => {
+                // No sender any more (no receiver in this process): stop listening.
+                activity = None;
+                continue;
+            }
+            Woke::Activity(true) => {
+                if burst_due(&ctx).await {
+                    ctx.wake.wake(Trigger::Burst);
+                }
+                continue;
+            }
         };
         let trigger = match (ctx.wake.take(), timed_out) {
             (Some(woken), _) => woken,
@@ -125,7 +153,7 @@ pub(super) async fn run<R: Runtime + 'static, L: LoadBalancer>(ctx: WorkerContex
                 ctx.done.store(true, Ordering::SeqCst);
                 return;
             }
-            delay = Duration::ZERO;
+            deadline = tokio::time::Instant::now();
             continue;
         };
         tracing::debug!(policy = %ctx.name, trigger = trigger.as_str(), "reconcile pass");
@@ -198,7 +226,43 @@ pub(super) async fn run<R: Runtime + 'static, L: LoadBalancer>(ctx: WorkerContex
                 ctx.op.note_error(&ctx.name, &e).await;
             }
         }
+        deadline = tokio::time::Instant::now() + delay;
         publish(&ctx.op, &ctx.telemetry).await;
+    }
+}
+
+/// Why a worker's wait ended.
+enum Woke {
+    Notified,
+    Timer,
+    /// The signal's activity changed (`true`) or its sender is gone (`false`).
+    Activity(bool),
+}
+
+/// The next change of `activity`; never, without one.
+async fn next_activity(activity: &mut Option<watch::Receiver<u64>>) -> bool {
+    match activity {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether the policy's load-balancer signal calls for burst mode now (a cheap check:
+/// a few window reads, no engine call).
+async fn burst_due<R: Runtime + 'static, L: LoadBalancer>(ctx: &WorkerContext<R, L>) -> bool {
+    let policy = {
+        let set = ctx.policies.borrow();
+        set.policies.get(&ctx.name).map(|p| p.policy.clone())
+    };
+    let Some(policy) = policy else {
+        return false;
+    };
+    match ctx.op.burst_check(&policy).await {
+        Some(wanted) => {
+            tracing::info!(policy = %ctx.name, wanted, "burst: the load balancer's signal asks for a pass now");
+            true
+        }
+        None => false,
     }
 }
 

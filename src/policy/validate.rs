@@ -12,6 +12,7 @@ use super::locate::join_key;
 use super::parse::ParsedPolicy;
 use super::types::{
     API_VERSION, KIND, MetricSpec, RatePolicyKind, ScalingPolicy, ScalingRules, SelectPolicy,
+    Windows,
 };
 
 /// Longest stabilization window accepted, in seconds (HPA's limit).
@@ -20,6 +21,12 @@ pub const MAX_WINDOW_SECONDS: u32 = 3600;
 pub const MAX_PERIOD_SECONDS: u32 = 1800;
 /// Longest drain timeout accepted, in seconds.
 pub const MAX_DRAIN_SECONDS: u64 = 3600;
+/// Longest stable window accepted, in seconds.
+pub const MAX_STABLE_SECONDS: u32 = 600;
+/// Shortest burst window accepted, in milliseconds (below it a window holds too few requests).
+pub const MIN_BURST_MILLIS: u64 = 100;
+/// Longest burst window accepted, in milliseconds.
+pub const MAX_BURST_MILLIS: u64 = 60_000;
 /// Smallest memory limit Docker accepts (6 MiB).
 pub const MIN_MEMORY_BYTES: u64 = 6 << 20;
 
@@ -220,6 +227,10 @@ pub fn check_policy(p: &ScalingPolicy) -> Vec<Violation> {
                 }
                 c.positive_finite(&format!("{base}.targetPerReplica"), pm.target_per_replica);
             }
+            MetricSpec::LoadBalancer(lb) => {
+                let base = format!("spec.metrics[{i}].loadBalancer");
+                c.positive_finite(&format!("{base}.targetPerReplica"), lb.target_per_replica);
+            }
         }
     }
 
@@ -231,6 +242,7 @@ pub fn check_policy(p: &ScalingPolicy) -> Vec<Violation> {
             format!("must be in [0, 1), got {}", b.tolerance),
         );
     }
+    check_windows(&mut c, &b.windows);
     check_rules(&mut c, "spec.behavior.scaleUp", &b.scale_up);
     check_rules(&mut c, "spec.behavior.scaleDown", &b.scale_down);
     let th = &b.threshold;
@@ -259,6 +271,36 @@ pub fn check_policy(p: &ScalingPolicy) -> Vec<Violation> {
         );
     }
     c.0
+}
+
+fn check_windows(c: &mut Checks, w: &Windows) {
+    let base = "spec.behavior.windows";
+    if !(1..=MAX_STABLE_SECONDS).contains(&w.stable_seconds) {
+        c.push(
+            format!("{base}.stableSeconds"),
+            format!(
+                "must be in 1..={MAX_STABLE_SECONDS}, got {}",
+                w.stable_seconds
+            ),
+        );
+    }
+    let burst_max = MAX_BURST_MILLIS.min(u64::from(w.stable_seconds) * 1000);
+    if !(MIN_BURST_MILLIS..=burst_max).contains(&u64::from(w.burst_millis)) {
+        c.push(
+            format!("{base}.burstMillis"),
+            format!(
+                "must be in {MIN_BURST_MILLIS}..={burst_max} (at most the stable window), got {}",
+                w.burst_millis
+            ),
+        );
+    }
+    let t = w.burst_threshold;
+    if !(t.is_finite() && (t == 0.0 || (t > 1.0 && t <= 100.0))) {
+        c.push(
+            format!("{base}.burstThreshold"),
+            format!("must be above 1 and at most 100 (or 0: no burst mode), got {t}"),
+        );
+    }
 }
 
 fn check_rules(c: &mut Checks, base: &str, rules: &ScalingRules) {
@@ -559,6 +601,42 @@ spec:
                 "timeoutSeconds: 30 => timeoutSeconds: 3601",
                 "spec.drain.timeoutSeconds",
             ),
+            (
+                "[{requestRate: {targetPerReplica: 10}}] => [{loadBalancer: {signal: concurrency, targetPerReplica: 0}}]",
+                "spec.metrics[0].loadBalancer.targetPerReplica",
+            ),
+            (
+                "[{requestRate: {targetPerReplica: 10}}] => [{loadBalancer: {signal: requestRate, targetPerReplica: .nan}}]",
+                "spec.metrics[0].loadBalancer.targetPerReplica",
+            ),
+            (
+                "behavior: {} => behavior: {windows: {stableSeconds: 0}}",
+                "spec.behavior.windows.stableSeconds",
+            ),
+            (
+                "behavior: {} => behavior: {windows: {stableSeconds: 601}}",
+                "spec.behavior.windows.stableSeconds",
+            ),
+            (
+                "behavior: {} => behavior: {windows: {burstMillis: 50}}",
+                "spec.behavior.windows.burstMillis",
+            ),
+            (
+                "behavior: {} => behavior: {windows: {stableSeconds: 2, burstMillis: 3000}}",
+                "spec.behavior.windows.burstMillis",
+            ),
+            (
+                "behavior: {} => behavior: {windows: {burstThreshold: 1}}",
+                "spec.behavior.windows.burstThreshold",
+            ),
+            (
+                "behavior: {} => behavior: {windows: {burstThreshold: -2}}",
+                "spec.behavior.windows.burstThreshold",
+            ),
+            (
+                "behavior: {} => behavior: {windows: {burstThreshold: .inf}}",
+                "spec.behavior.windows.burstThreshold",
+            ),
         ];
         for (edit, path) in cases {
             let found = check_policy(&policy(edit));
@@ -583,6 +661,9 @@ spec:
             "128Mi => 6Mi",
             "127.0.0.1:8080 => 127.0.0.2:8005",
             "MODE: fast => MODE: 'two words; \"quoted\"'",
+            "[{requestRate: {targetPerReplica: 10}}] => [{loadBalancer: {signal: requestRate, targetPerReplica: 10}}, {loadBalancer: {signal: concurrency, targetPerReplica: 4}}]",
+            "behavior: {} => behavior: {windows: {stableSeconds: 1, burstMillis: 1000, burstThreshold: 0}}",
+            "behavior: {} => behavior: {windows: {stableSeconds: 600, burstMillis: 100, burstThreshold: 1.01}}",
         ] {
             assert_eq!(check_policy(&policy(edit)), vec![], "{edit}");
         }

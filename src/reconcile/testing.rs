@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream};
 
-use super::seams::{Clock, HostPorts, MetricSource, Probe, Seams};
+use super::seams::{Clock, HostPorts, LoadSignal, MetricSource, Probe, Seams};
 use crate::lb::{ApplyOutcome, LbError, LoadBalancer};
 use crate::metrics::{MetricsError, SeriesValue};
 use crate::nginx::{self, Upstream};
@@ -81,7 +81,22 @@ pub struct World {
     /// Ports another process takes after this many more free-checks of them (a race
     /// between planning and execution).
     pub taken_after_checks: BTreeMap<u16, u32>,
+    /// Requests nginx reported per policy (the load-balancer signal), oldest first.
+    pub lb_requests: BTreeMap<String, Vec<FakeRequest>>,
     next_id: u64,
+}
+
+/// One request as nginx reports it to the fake signal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeRequest {
+    /// When it finished (the fake clock's `now_ms`).
+    pub at_ms: u64,
+    /// How long it took, milliseconds.
+    pub duration_ms: u64,
+    /// The replica's host port; `None` when nginx answered itself (no replica routable).
+    pub replica: Option<u16>,
+    /// HTTP status.
+    pub status: u16,
 }
 
 /// A handle on the shared world.
@@ -89,6 +104,7 @@ pub struct World {
 pub struct Fakes {
     world: Arc<Mutex<World>>,
     clock: Arc<FakeClock>,
+    activity: Arc<Mutex<BTreeMap<String, tokio::sync::watch::Sender<u64>>>>,
 }
 
 impl World {
@@ -149,7 +165,54 @@ impl Fakes {
             ports: Arc::new(FakePorts {
                 world: self.world.clone(),
             }),
+            signal: Arc::new(self.signal()),
             clock: self.clock.clone(),
+        }
+    }
+
+    /// The fake load-balancer signal over this world.
+    pub fn signal(&self) -> FakeSignal {
+        FakeSignal {
+            world: self.world.clone(),
+            clock: self.clock.clone(),
+            activity: self.activity.clone(),
+        }
+    }
+
+    /// nginx reports `n` requests of `policy` finishing now, spread round-robin over the
+    /// servers its upstream has (503s answered by nginx itself when it has none).
+    pub fn lb_requests(&self, policy: &str, n: u64, duration_ms: u64) {
+        let servers = self.upstream_ports(policy).unwrap_or_default();
+        let at_ms = self.clock.now_ms();
+        {
+            let mut w = self.world();
+            let list = w.lb_requests.entry(policy.to_owned()).or_default();
+            for i in 0..n {
+                let replica = (!servers.is_empty())
+                    .then(|| servers[usize::try_from(i).unwrap_or(0) % servers.len()]);
+                list.push(FakeRequest {
+                    at_ms,
+                    duration_ms,
+                    replica,
+                    status: if replica.is_some() { 200 } else { 503 },
+                });
+            }
+        }
+        self.signal().bump(policy);
+    }
+
+    /// `rate` requests per second of `policy` for `ms` milliseconds of paused time, in
+    /// 10 ms steps, each request taking `duration_ms`.
+    pub async fn lb_load(&self, policy: &str, rate: f64, ms: u64, duration_ms: u64) {
+        let mut owed = 0.0;
+        for _ in 0..ms / 10 {
+            tokio::time::advance(Duration::from_millis(10)).await;
+            owed += rate / 100.0;
+            let whole = owed.floor();
+            owed -= whole;
+            if whole >= 1.0 {
+                self.lb_requests(policy, whole as u64, duration_ms);
+            }
         }
     }
 
@@ -612,6 +675,87 @@ impl HostPorts for FakePorts {
 pub struct FakeClock {
     start: tokio::time::Instant,
     wall_offset_ms: Mutex<i64>,
+}
+
+/// The load-balancer signal over the fake world's reported requests.
+#[derive(Debug, Clone)]
+pub struct FakeSignal {
+    world: Arc<Mutex<World>>,
+    clock: Arc<FakeClock>,
+    activity: Arc<Mutex<BTreeMap<String, tokio::sync::watch::Sender<u64>>>>,
+}
+
+impl FakeSignal {
+    fn sender(&self, policy: &str) -> tokio::sync::watch::Sender<u64> {
+        let mut all = match self.activity.lock() {
+            Ok(a) => a,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        all.entry(policy.to_owned())
+            .or_insert_with(|| tokio::sync::watch::channel(0).0)
+            .clone()
+    }
+
+    fn bump(&self, policy: &str) {
+        self.sender(policy).send_modify(|n| *n += 1);
+    }
+}
+
+impl LoadSignal for FakeSignal {
+    fn snapshot(&self, policy: &str, window: Duration) -> Option<crate::signal::SignalSnapshot> {
+        use crate::signal::SignalSnapshot;
+        let w = match self.world.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let all = w.lb_requests.get(policy)?;
+        let now = self.clock.now_ms();
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let from = now.saturating_sub(window_ms);
+        let secs = window_ms as f64 / 1000.0;
+        let inside: Vec<&FakeRequest> = all
+            .iter()
+            .filter(|r| r.at_ms > from && r.at_ms <= now)
+            .collect();
+        let mut snap = SignalSnapshot {
+            window,
+            requests: inside.len() as u64,
+            rate: inside.len() as f64 / secs,
+            ..SignalSnapshot::default()
+        };
+        let mut durations: Vec<u64> = Vec::new();
+        for r in &inside {
+            let busy = r.duration_ms.min(window_ms) as f64 / 1000.0 / secs;
+            snap.concurrency += busy;
+            durations.push(r.duration_ms);
+            if r.status >= 500 {
+                snap.errors_5xx_rate += 1.0 / secs;
+            }
+            match r.replica {
+                Some(port) => {
+                    let e = snap
+                        .per_replica
+                        .entry(format!("127.0.0.1:{port}"))
+                        .or_default();
+                    e.rate += 1.0 / secs;
+                    e.concurrency += busy;
+                }
+                None => snap.unrouted_rate += 1.0 / secs,
+            }
+        }
+        durations.sort_unstable();
+        let at = |q: f64| {
+            let i = ((durations.len() as f64 - 1.0) * q).round() as usize;
+            durations.get(i).map(|d| *d as f64)
+        };
+        snap.p50_ms = at(0.5);
+        snap.p99_ms = at(0.99);
+        Some(snap)
+    }
+
+    fn activity(&self, policy: &str) -> tokio::sync::watch::Receiver<u64> {
+        self.sender(policy).subscribe()
+    }
 }
 
 /// Wall time the fake clock starts at: 2026-12-01T00:00:00Z.

@@ -12,7 +12,8 @@ use crate::state::StateDir;
 
 const INSTANCE: &str = "t";
 
-/// A policy with fast readiness and no scale-down window, so scenarios stay short.
+/// A policy with fast readiness, no scale-down window and a 1 s stable window (each
+/// pass's rate is the last second's), so scenarios stay short.
 fn policy_yaml(name: &str, min: u32, max: u32, listen: u16, range: &str, extra: &str) -> String {
     format!(
         "apiVersion: autoscaler.dev/v1alpha1
@@ -29,6 +30,7 @@ spec:
   metrics: [{{requestRate: {{targetPerReplica: 10}}}}]
   behavior:
     scaleDown: {{stabilizationWindowSeconds: 0}}
+    windows: {{stableSeconds: 1}}
   drain: {{timeoutSeconds: 30}}
 "
     )

@@ -22,11 +22,14 @@ use crate::policy::types::{
     Behavior, Direction, RatePolicy, RatePolicyKind, Replicas, SelectPolicy, Strategy,
 };
 
+mod burst;
 mod history;
 mod hpa;
 mod replicas;
 mod threshold;
+pub mod windows;
 
+pub use burst::{BurstState, burst_count, triggers};
 pub use history::{History, Recommendation, ScaleEvent};
 
 /// One metric as observed for this evaluation.
@@ -38,6 +41,9 @@ pub struct MetricInput {
     pub target_per_replica: f64,
     /// What the source returned.
     pub reading: MetricReading,
+    /// The same metric as a service-wide total over the burst window, when trusted
+    /// (load-balancer metrics only; see [`windows::burst_reading`]): drives burst mode.
+    pub burst: Option<f64>,
 }
 
 /// What a metric source returned for one evaluation.
@@ -118,6 +124,11 @@ pub enum Limit {
         /// Whether every metric failed.
         all: bool,
     },
+    /// Burst mode set the count (scale-up rate policies passed; no scale-down).
+    Burst {
+        /// Burst mode lasts until then (milliseconds since the epoch).
+        until_ms: u64,
+    },
 }
 
 /// One metric's state in a decision, for status and reasons.
@@ -156,6 +167,8 @@ pub struct Decision {
     pub metrics_available: bool,
     /// The raw recommendation to remember for stabilization (`None` when none was made).
     pub recommendation: Option<u32>,
+    /// Burst mode after this decision, when it holds.
+    pub burst: Option<BurstState>,
 }
 
 impl fmt::Display for Decision {
@@ -211,6 +224,9 @@ impl fmt::Display for Limit {
             Limit::MetricsUnavailable { all: false } => {
                 f.write_str("no scale-down while a metric is unavailable")
             }
+            Limit::Burst { .. } => f.write_str(
+                "burst mode: no scale-down before the stable window passes without a burst",
+            ),
         }
     }
 }
@@ -285,10 +301,11 @@ pub fn decide(input: &DecisionInput) -> Decision {
             text,
         );
     }
-    match input.behavior.strategy {
+    let base = match input.behavior.strategy {
         Strategy::Hpa => hpa::decide(input),
         Strategy::Threshold => threshold::decide(input),
-    }
+    };
+    burst::overlay(input, base)
 }
 
 /// Assembles a [`Decision`], writing the reason from its parts.
@@ -324,6 +341,7 @@ fn finish(
         metrics,
         metrics_available,
         recommendation,
+        burst: None,
     }
 }
 
