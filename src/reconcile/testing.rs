@@ -83,6 +83,8 @@ pub struct World {
     pub taken_after_checks: BTreeMap<u16, u32>,
     /// Requests nginx reported per policy (the load-balancer signal), oldest first.
     pub lb_requests: BTreeMap<String, Vec<FakeRequest>>,
+    /// Fractions of a request `lb_load` still owes per policy (rates stay exact across calls).
+    pub lb_owed: BTreeMap<String, f64>,
     next_id: u64,
 }
 
@@ -204,12 +206,16 @@ impl Fakes {
     /// `rate` requests per second of `policy` for `ms` milliseconds of paused time, in
     /// 10 ms steps, each request taking `duration_ms`.
     pub async fn lb_load(&self, policy: &str, rate: f64, ms: u64, duration_ms: u64) {
-        let mut owed = 0.0;
         for _ in 0..ms / 10 {
             tokio::time::advance(Duration::from_millis(10)).await;
-            owed += rate / 100.0;
-            let whole = owed.floor();
-            owed -= whole;
+            let whole = {
+                let mut w = self.world();
+                let owed = w.lb_owed.entry(policy.to_owned()).or_default();
+                *owed += rate / 100.0;
+                let whole = (*owed + 1e-9).floor();
+                *owed -= whole;
+                whole
+            };
             if whole >= 1.0 {
                 self.lb_requests(policy, whole as u64, duration_ms);
             }

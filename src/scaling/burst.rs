@@ -67,16 +67,19 @@ pub(super) fn overlay(input: &DecisionInput, base: Decision) -> Decision {
     let now = input.now_ms;
     let current = input.current;
     let previous = input.history.burst.filter(|b| b.active(now));
-    let fired = burst_count(input.metrics).filter(|(n, _)| triggers(windows, current, *n));
-    if fired.is_none() && previous.is_none() {
-        return base;
-    }
+    let count = burst_count(input.metrics);
+    let fired = count.filter(|(n, _)| triggers(windows, current, *n));
     let state = match (fired, previous) {
         (Some((n, _)), prev) => BurstState {
             until_ms: now.saturating_add(windows.stable_ms()),
             peak: prev.map_or(n, |p| p.peak.max(n)),
         },
-        (None, Some(prev)) => prev,
+        // While burst mode lasts the count follows every burst reading up, threshold or
+        // not (an early reading of a step may fall a replica short).
+        (None, Some(prev)) => BurstState {
+            peak: count.map_or(prev.peak, |(n, _)| prev.peak.max(n)),
+            ..prev
+        },
         (None, None) => return base,
     };
     let max = input.replicas.max;
@@ -205,6 +208,21 @@ mod tests {
                 Some(BurstState {
                     until_ms: 11_000,
                     peak: 10,
+                }),
+            ),
+            (
+                "active_burst_follows_a_rising_count_below_threshold",
+                8,
+                vec![lb(60.0, Some(90.0))],
+                history(Some(BurstState {
+                    until_ms: 10_000,
+                    peak: 8,
+                })),
+                2_000,
+                9,
+                Some(BurstState {
+                    until_ms: 10_000,
+                    peak: 9,
                 }),
             ),
             (
