@@ -335,5 +335,6 @@ pub(super) async fn publish<R: Runtime + 'static, L: LoadBalancer>(
     let state = op.state().await;
     let events = op.recent_events();
     telemetry.reloads.set(op.reload_count() as i64);
+    telemetry.lb.observe_stream(&op.signal().stats());
     telemetry.observe_state(&state, events).await;
 }

@@ -18,6 +18,10 @@ pub trait LoadSignal: Send + Sync {
     fn snapshot(&self, policy: &str, window: Duration) -> Option<SignalSnapshot>;
     /// Changes whenever new requests of `policy` were reported: the burst check waits on it.
     fn activity(&self, policy: &str) -> tokio::sync::watch::Receiver<u64>;
+    /// Counters of the stream itself (for `/metrics`).
+    fn stats(&self) -> crate::signal::StreamStats {
+        crate::signal::StreamStats::default()
+    }
 }
 
 impl LoadSignal for SignalHub {
@@ -27,6 +31,10 @@ impl LoadSignal for SignalHub {
 
     fn activity(&self, policy: &str) -> tokio::sync::watch::Receiver<u64> {
         SignalHub::activity(self, policy)
+    }
+
+    fn stats(&self) -> crate::signal::StreamStats {
+        SignalHub::stats(self)
     }
 }
 
