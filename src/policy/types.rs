@@ -416,7 +416,7 @@ impl Default for Behavior {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Windows {
-    /// Length of the stable window in seconds (default 6; 1..=600).
+    /// Length of the stable window in seconds (default 6; 1..=60).
     #[serde(default = "default_stable_seconds")]
     pub stable_seconds: u32,
     /// Longest burst window in milliseconds (default 1000; 100..=60000, at most the

@@ -21,8 +21,8 @@ pub const MAX_WINDOW_SECONDS: u32 = 3600;
 pub const MAX_PERIOD_SECONDS: u32 = 1800;
 /// Longest drain timeout accepted, in seconds.
 pub const MAX_DRAIN_SECONDS: u64 = 3600;
-/// Longest stable window accepted, in seconds.
-pub const MAX_STABLE_SECONDS: u32 = 600;
+/// Longest stable window accepted, in seconds (the signal keeps 60 s of windows).
+pub const MAX_STABLE_SECONDS: u32 = 60;
 /// Shortest burst window accepted, in milliseconds (below it a window holds too few requests).
 pub const MIN_BURST_MILLIS: u64 = 100;
 /// Longest burst window accepted, in milliseconds.
@@ -614,7 +614,7 @@ spec:
                 "spec.behavior.windows.stableSeconds",
             ),
             (
-                "behavior: {} => behavior: {windows: {stableSeconds: 601}}",
+                "behavior: {} => behavior: {windows: {stableSeconds: 61}}",
                 "spec.behavior.windows.stableSeconds",
             ),
             (
@@ -663,7 +663,7 @@ spec:
             "MODE: fast => MODE: 'two words; \"quoted\"'",
             "[{requestRate: {targetPerReplica: 10}}] => [{loadBalancer: {signal: requestRate, targetPerReplica: 10}}, {loadBalancer: {signal: concurrency, targetPerReplica: 4}}]",
             "behavior: {} => behavior: {windows: {stableSeconds: 1, burstMillis: 1000, burstThreshold: 0}}",
-            "behavior: {} => behavior: {windows: {stableSeconds: 600, burstMillis: 100, burstThreshold: 1.01}}",
+            "behavior: {} => behavior: {windows: {stableSeconds: 60, burstMillis: 100, burstThreshold: 1.01}}",
         ] {
             assert_eq!(check_policy(&policy(edit)), vec![], "{edit}");
         }
