@@ -41,6 +41,12 @@ pub struct Args {
     /// shows policy names, replica addresses and events to whoever reaches it.
     #[arg(long)]
     pub allow_remote_api: bool,
+    /// Where nginx reports every request (the load-balancer signal): `auto` (a free
+    /// loopback UDP port), `IP:PORT` (UDP), `unix:/abs/path` (a socket file the nginx
+    /// workers can write; `unix:` alone is `signal.sock` in the managed nginx prefix), or
+    /// `off`.
+    #[arg(long, env = "AUTOSCALER_LB_SIGNAL", default_value = "auto")]
+    pub lb_signal: String,
 }
 
 /// Runs until SIGINT/SIGTERM (graceful), a second signal exits at once. What cannot
@@ -117,6 +123,16 @@ async fn daemon(
             return Exit::Invalid.into();
         }
     };
+    // The signal receiver is bound before nginx is started or reloaded, so the first
+    // config already reports to it; `signal_hub` is what the readers get.
+    let signal_hub = crate::signal::SignalHub::new();
+    let lb = match start_signal(&args.lb_signal, lb, &signal_hub, &shutdown) {
+        Ok(lb) => lb,
+        Err(e) => {
+            eprintln!("autoscaler run: {e}");
+            return Exit::Unavailable.into();
+        }
+    };
     let op = match crate::reconcile::Operator::new(
         runtime,
         lb,
@@ -152,6 +168,40 @@ async fn daemon(
         }
         _ => Exit::Ok.into(),
     }
+}
+
+/// Binds the signal receiver `setting` names, spawns it into `hub` until `shutdown`, and
+/// returns `lb` rendering the matching `access_log` (unchanged for `off`).
+fn start_signal(
+    setting: &str,
+    lb: common::AnyLb,
+    hub: &crate::signal::SignalHub,
+    shutdown: &CancellationToken,
+) -> Result<common::AnyLb, String> {
+    use crate::signal::{Endpoint, SignalReceiver};
+    let endpoint = match (setting, &lb) {
+        ("off", _) => return Ok(lb),
+        ("auto", _) => Endpoint::Udp(SocketAddr::from(([127, 0, 0, 1], 0))),
+        ("unix:", common::AnyLb::Managed(m)) => {
+            std::fs::create_dir_all(m.prefix())
+                .map_err(|e| format!("creating {}: {e}", m.prefix().display()))?;
+            Endpoint::Unix(m.default_signal_socket())
+        }
+        ("unix:", common::AnyLb::External(_)) => {
+            return Err(
+                "--lb-signal unix: needs a path in external mode (one the nginx workers can write)"
+                    .to_owned(),
+            );
+        }
+        (other, _) => other.parse().map_err(|e| format!("--lb-signal {e}"))?,
+    };
+    let receiver = SignalReceiver::bind(&endpoint).map_err(|e| e.to_string())?;
+    let bound = receiver.endpoint().clone();
+    receiver.spawn(hub.clone(), shutdown.clone());
+    Ok(match lb {
+        common::AnyLb::Managed(m) => common::AnyLb::Managed(m.with_signal(bound)),
+        common::AnyLb::External(e) => common::AnyLb::External(e.with_signal(bound)),
+    })
 }
 
 /// Refuses a policy whose listen address is the operator's own endpoint: nginx could

@@ -24,7 +24,8 @@ use super::fsutil::{
 };
 use super::live::{LIVE_TIMEOUT, confirm_live};
 use super::{ApplyOutcome, LbError, LoadBalancer, quoted_path};
-use crate::nginx::{Upstream, render_snippet};
+use crate::nginx::{Upstream, render_snippet_with};
+use crate::signal::Endpoint;
 
 /// Makes temp prefix names unique within the process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -44,6 +45,8 @@ pub struct ExternalNginx {
     live_timeout: Duration,
     /// Serializes apply of this instance.
     lock: Mutex<()>,
+    /// Where the user's nginx reports every request (the load signal); `None`: not reported.
+    signal: Option<Endpoint>,
 }
 
 impl ExternalNginx {
@@ -65,7 +68,17 @@ impl ExternalNginx {
             check_dir,
             live_timeout: LIVE_TIMEOUT,
             lock: Mutex::new(()),
+            signal: None,
         }
+    }
+
+    /// Has the snippet report every request to the signal receiver at `endpoint`. A unix
+    /// socket must be a path the user's nginx workers can reach and write (their user
+    /// needs search permission on every directory above it); a loopback UDP address
+    /// needs no permissions.
+    pub fn with_signal(mut self, endpoint: Endpoint) -> Self {
+        self.signal = Some(endpoint);
+        self
     }
 
     /// Overrides how long `apply` waits for the new configuration to serve (default 5 s).
@@ -144,7 +157,7 @@ impl ExternalNginx {
 
 impl LoadBalancer for ExternalNginx {
     fn render(&self, upstreams: &[Upstream]) -> Result<String, LbError> {
-        Ok(render_snippet(upstreams)?)
+        Ok(render_snippet_with(upstreams, self.signal.as_ref())?)
     }
 
     async fn current(&self) -> Result<Option<String>, LbError> {

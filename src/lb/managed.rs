@@ -8,6 +8,8 @@
 //!    error.log.1    the previous error log: past a size limit error.log is renamed here
 //!                   and the master reopens its logs (SIGUSR1), so the two stay bounded
 //!    start.log      stderr of the last `nginx` start command
+//!    signal.sock    the load-signal socket, when `--lb-signal unix:` chose it (bound and
+//!                   removed by the operator, not nginx)
 //!    *_temp/        nginx's temp paths
 //! ```
 //!
@@ -33,7 +35,8 @@ use super::fsutil::{
 };
 use super::live::{LIVE_TIMEOUT, confirm_live};
 use super::{ApplyOutcome, LbError, LoadBalancer, process};
-use crate::nginx::{ManagedSettings, Upstream, render_managed};
+use crate::nginx::{ManagedSettings, Upstream, render_managed_with};
+use crate::signal::Endpoint;
 
 /// How often state is polled while waiting for nginx.
 const POLL: Duration = Duration::from_millis(10);
@@ -62,6 +65,8 @@ pub struct ManagedNginx {
     /// Size in bytes past which `error.log` is rotated (checked on every
     /// `ensure_running` and `apply`).
     error_log_limit: u64,
+    /// Where nginx reports every request (the load signal); `None`: not reported.
+    signal: Option<Endpoint>,
 }
 
 impl ManagedNginx {
@@ -76,7 +81,20 @@ impl ManagedNginx {
             reload_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(35),
             error_log_limit: ERROR_LOG_LIMIT,
+            signal: None,
         }
+    }
+
+    /// Reports every request to the signal receiver bound at `endpoint` (see
+    /// [`crate::signal`]); the default is not to.
+    pub fn with_signal(mut self, endpoint: Endpoint) -> Self {
+        self.signal = Some(endpoint);
+        self
+    }
+
+    /// Where a unix signal socket goes by default: inside the prefix, next to the pid file.
+    pub fn default_signal_socket(&self) -> PathBuf {
+        self.prefix.join("signal.sock")
     }
 
     /// Overrides how long [`LoadBalancer::stop`] waits for in-flight requests (default 35 s).
@@ -405,7 +423,11 @@ fn tail_contains(log: &Path, offset: u64, needle: &str) -> bool {
 
 impl LoadBalancer for ManagedNginx {
     fn render(&self, upstreams: &[Upstream]) -> Result<String, LbError> {
-        Ok(render_managed(upstreams, &self.settings()?)?)
+        Ok(render_managed_with(
+            upstreams,
+            &self.settings()?,
+            self.signal.as_ref(),
+        )?)
     }
 
     async fn current(&self) -> Result<Option<String>, LbError> {

@@ -40,6 +40,13 @@
 //!   one policy never cuts the requests another policy is draining. (Managed mode only:
 //!   the directive belongs to the main context, which the snippet cannot reach; the
 //!   snippet's header names the value for the user's own `nginx.conf`.)
+//! - **Load signal.** Given a signal endpoint (the operator's receiver), the output
+//!   defines `log_format autoscaler_signal` ([`crate::signal::record::FORMAT`]) and every
+//!   policy's server block sets `$autoscaler_policy` and logs each request with
+//!   `access_log syslog:server=ENDPOINT,nohostname,tag=autoscaler` (one datagram per
+//!   request, sent non-blocking: a record is dropped, never waited for). The live-check
+//!   location keeps `access_log off`. Without an endpoint (`reconcile --once`, `diff`, no
+//!   receiver) nothing is logged, as before.
 //! - **Live check.** `return` runs in nginx's rewrite phase, before `allow`/`deny`
 //!   would, so the check location refuses other hosts with
 //!   `if ($remote_addr != $server_addr)`: only a connection from the host to itself
@@ -57,6 +64,8 @@ use minijinja::{Environment, UndefinedBehavior};
 use sha2::{Digest, Sha256};
 
 use crate::policy::Algorithm;
+use crate::signal::Endpoint;
+use crate::signal::record::FORMAT as SIGNAL_FORMAT;
 
 /// Template of the complete managed-mode `nginx.conf`.
 const MANAGED_TEMPLATE: &str = include_str!("../../nginx-templates/nginx.conf.j2");
@@ -174,6 +183,15 @@ pub enum RenderError {
         /// The rejected value.
         value: u32,
     },
+    /// The signal endpoint cannot be written into the config.
+    #[error(
+        "signal endpoint {endpoint} cannot go into nginx's syslog parameter: want IP:PORT or \
+         unix: and an absolute path of A-Z a-z 0-9 / . _ - + characters"
+    )]
+    ValidateSignal {
+        /// The rejected endpoint.
+        endpoint: String,
+    },
     /// The template engine failed (a bug in a template).
     #[error("rendering template {template}: {source}")]
     Template {
@@ -213,13 +231,26 @@ pub fn render_managed(
     upstreams: &[Upstream],
     settings: &ManagedSettings,
 ) -> Result<String, RenderError> {
+    render_managed_with(upstreams, settings, None)
+}
+
+/// [`render_managed`], reporting every request to `signal` when given.
+///
+/// # Errors
+///
+/// A [`RenderError`] when any value fails validation (see the module docs).
+pub fn render_managed_with(
+    upstreams: &[Upstream],
+    settings: &ManagedSettings,
+    signal: Option<&Endpoint>,
+) -> Result<String, RenderError> {
     let prefix = validate_prefix(&settings.prefix)?;
     if !(1..=MAX_WORKER_PROCESSES).contains(&settings.worker_processes) {
         return Err(RenderError::ValidateWorkerProcesses {
             value: settings.worker_processes,
         });
     }
-    let snippet = render_upstreams(upstreams, false)?;
+    let snippet = render_upstreams(upstreams, false, signal)?;
     let ctx = minijinja::context! {
         prefix => prefix,
         worker_processes => settings.worker_processes,
@@ -235,7 +266,36 @@ pub fn render_managed(
 ///
 /// A [`RenderError`] when any value fails validation (see the module docs).
 pub fn render_snippet(upstreams: &[Upstream]) -> Result<String, RenderError> {
-    render_upstreams(upstreams, true).map(seal)
+    render_snippet_with(upstreams, None)
+}
+
+/// [`render_snippet`], reporting every request to `signal` when given.
+///
+/// # Errors
+///
+/// A [`RenderError`] when any value fails validation (see the module docs).
+pub fn render_snippet_with(
+    upstreams: &[Upstream],
+    signal: Option<&Endpoint>,
+) -> Result<String, RenderError> {
+    render_upstreams(upstreams, true, signal).map(seal)
+}
+
+/// The `syslog:server=` value for `signal`, validated so it cannot break the directive.
+fn signal_server(signal: &Endpoint) -> Result<String, RenderError> {
+    let ok = match signal {
+        Endpoint::Udp(addr) => addr.port() != 0,
+        Endpoint::Unix(path) => path
+            .to_str()
+            .is_some_and(|p| validate_prefix(p).is_ok_and(|t| t == p)),
+    };
+    if ok {
+        Ok(signal.nginx_server())
+    } else {
+        Err(RenderError::ValidateSignal {
+            endpoint: signal.nginx_server(),
+        })
+    }
 }
 
 /// Replaces the hash placeholder with the hash of the text that holds it.
@@ -249,8 +309,13 @@ fn seal(text: String) -> String {
 }
 
 /// The upstream template; `standalone` adds the header for a file people include.
-fn render_upstreams(upstreams: &[Upstream], standalone: bool) -> Result<String, RenderError> {
+fn render_upstreams(
+    upstreams: &[Upstream],
+    standalone: bool,
+    signal: Option<&Endpoint>,
+) -> Result<String, RenderError> {
     let views = normalize(upstreams)?;
+    let signal = signal.map(signal_server).transpose()?;
     let values: Vec<minijinja::Value> = views.into_iter().map(UpstreamView::into_value).collect();
     render_template(
         "upstream.conf.j2",
@@ -261,6 +326,8 @@ fn render_upstreams(upstreams: &[Upstream], standalone: bool) -> Result<String, 
             shutdown_timeout => shutdown_timeout_seconds(upstreams),
             live_path => LIVE_PATH,
             hash => HASH_PLACEHOLDER,
+            signal => signal,
+            signal_format => SIGNAL_FORMAT,
         },
     )
 }

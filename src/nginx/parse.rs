@@ -43,13 +43,41 @@ pub fn config_hash(config: &str) -> Option<&str> {
     lines.find_map(|l| l.strip_prefix("return 200 \"")?.strip_suffix("\\n\";"))
 }
 
-/// `config` with its live-check hash replaced by a fixed placeholder, for showing a diff
-/// between two rendered texts without the hash lines that change with any change.
+/// `config` with its live-check hash replaced by a fixed placeholder and the load-signal
+/// lines removed, for showing a diff between two rendered texts without the lines that
+/// change with any change (the hash) or with the daemon's runtime wiring (the signal
+/// endpoint a running `autoscaler run` bound, which `diff` has no receiver for).
 pub fn mask_config_hash(config: &str) -> String {
+    let stripped = strip_signal(config);
     match config_hash(config) {
-        Some(hash) => config.replace(hash, "<config-hash>"),
-        None => config.to_owned(),
+        Some(hash) => stripped.replace(hash, "<config-hash>"),
+        None => stripped,
     }
+}
+
+/// `config` without the lines the load signal adds (see the template).
+fn strip_signal(config: &str) -> String {
+    let is_signal = |line: &str| {
+        let t = line.trim();
+        t.starts_with("# Load signal: ")
+            || t.starts_with("# syslog datagram each, ")
+            || t.starts_with("log_format autoscaler_signal ")
+            || t.starts_with("set $autoscaler_policy ")
+            || (t.starts_with("access_log syslog:") && t.ends_with(" autoscaler_signal;"))
+    };
+    let lines: Vec<&str> = config.split_inclusive('\n').collect();
+    let mut out = String::with_capacity(config.len());
+    for (i, line) in lines.iter().enumerate() {
+        // The blank line that opens the signal block goes with it.
+        let opens_block = line.trim().is_empty()
+            && lines
+                .get(i + 1)
+                .is_some_and(|next| next.trim().starts_with("# Load signal: "));
+        if !is_signal(line) && !opens_block {
+            out.push_str(line);
+        }
+    }
+    out
 }
 
 /// The policy of an `upstream autoscaler_<policy> {` line.

@@ -588,3 +588,103 @@ fn the_hash_changes_with_any_rendered_change_and_only_then() {
         assert_ne!(hash(&base), hash(&v), "{v:?}");
     }
 }
+
+#[test]
+fn managed_config_with_signal_matches_golden_text() {
+    let ups = [
+        upstream("web", "127.0.0.1:8080", &["127.0.0.1:8001"]),
+        upstream("idle", "[::1]:8082", &[]),
+    ];
+    let signal = Endpoint::Unix("/run/as/signal.sock".into());
+    let got = render_managed_with(&ups, &settings("/run/as"), Some(&signal)).unwrap();
+    let want = include_str!("testdata/managed-signal.golden.conf");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/nginx/testdata/managed-signal.golden.conf"
+        );
+        std::fs::write(path, &got).unwrap();
+        return;
+    }
+    if got != want {
+        panic!("golden mismatch; got:\n{got}");
+    }
+}
+
+#[test]
+fn signal_logs_every_policy_server_but_not_the_live_check() {
+    let ups = [
+        upstream("web", "127.0.0.1:8080", &["127.0.0.1:8001"]),
+        upstream("idle", "127.0.0.1:8082", &[]),
+    ];
+    let udp = Endpoint::Udp(addr("127.0.0.1:28090"));
+    let text = render_snippet_with(&ups, Some(&udp)).unwrap();
+    assert_eq!(text.matches("log_format autoscaler_signal ").count(), 1);
+    assert!(text.contains(crate::signal::record::FORMAT));
+    for policy in ["web", "idle"] {
+        assert!(text.contains(&format!("    set $autoscaler_policy {policy};\n")));
+    }
+    assert_eq!(
+        text.matches(
+            "access_log syslog:server=127.0.0.1:28090,nohostname,tag=autoscaler autoscaler_signal;"
+        )
+        .count(),
+        2
+    );
+    // Each live-check location turns logging off (it inherits the server's otherwise).
+    let live = text
+        .matches(&format!(
+            "location = {LIVE_PATH} {{\n        access_log off;"
+        ))
+        .count();
+    assert_eq!(live, 2);
+    // Without an endpoint nothing is logged, byte for byte as before.
+    assert_eq!(
+        render_snippet_with(&ups, None).unwrap(),
+        render_snippet(&ups).unwrap()
+    );
+    assert!(!render_snippet(&ups).unwrap().contains("autoscaler_signal"));
+}
+
+#[test]
+fn signal_endpoint_cannot_break_the_directive() {
+    let ups = [upstream("web", "127.0.0.1:8080", &["127.0.0.1:8001"])];
+    let cases = [
+        (Endpoint::Unix("/run/as/signal.sock".into()), true),
+        (Endpoint::Udp(addr("127.0.0.1:514")), true),
+        (Endpoint::Udp(addr("[::1]:514")), true),
+        (Endpoint::Udp(addr("127.0.0.1:0")), false),
+        (Endpoint::Unix("/run/a b.sock".into()), false),
+        (Endpoint::Unix("/run/a,severity=x".into()), false),
+        (Endpoint::Unix("/run/a;\nevents{}".into()), false),
+        (Endpoint::Unix("/run/../x.sock".into()), false),
+        (Endpoint::Unix("relative.sock".into()), false),
+    ];
+    for (endpoint, ok) in cases {
+        let got = render_snippet_with(&ups, Some(&endpoint));
+        assert_eq!(got.is_ok(), ok, "{endpoint}: {got:?}");
+        if !ok {
+            assert!(matches!(got, Err(RenderError::ValidateSignal { .. })));
+        }
+    }
+}
+
+#[test]
+fn diff_masking_ignores_the_signal_wiring() {
+    let ups = [
+        upstream("web", "127.0.0.1:8080", &["127.0.0.1:8001"]),
+        upstream("idle", "127.0.0.1:8082", &[]),
+    ];
+    let udp = Endpoint::Udp(addr("127.0.0.1:28090"));
+    let unix = Endpoint::Unix("/run/as/signal.sock".into());
+    let plain = mask_config_hash(&render_managed(&ups, &settings("/run/as")).unwrap());
+    for signal in [&udp, &unix] {
+        let with = render_managed_with(&ups, &settings("/run/as"), Some(signal)).unwrap();
+        assert_eq!(mask_config_hash(&with), plain, "{signal}");
+        let with = render_snippet_with(&ups, Some(signal)).unwrap();
+        assert_eq!(
+            mask_config_hash(&with),
+            mask_config_hash(&render_snippet(&ups).unwrap())
+        );
+    }
+}

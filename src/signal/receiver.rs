@@ -1,0 +1,482 @@
+//! The transport: a datagram socket nginx's `access_log syslog:` writes one record to per
+//! request, and the task that drains it into a [`SignalHub`].
+//!
+//! Why datagrams (measured, see `benches/lb_signal.sh` and the issue note): nginx's
+//! syslog sender is non-blocking and never retries, so a stalled or absent operator costs
+//! a request nothing (the record is lost, the request is not delayed), and a record
+//! arrives as soon as the request finishes. A buffered `access_log` file costs nothing
+//! per request but delays records by up to its `flush` and grows a file; a FIFO blocks
+//! nginx workers (and so every request) as soon as the reader stalls.
+//!
+//! Two endpoints:
+//! - [`Endpoint::Udp`] (loopback): the kernel queues up to `SO_RCVBUF` bytes (we ask for
+//!   8 MiB; the kernel caps it at `net.core.rmem_max`), so the receiver may pause for
+//!   hundreds of milliseconds without loss, and the kernel counts what it drops
+//!   (`/proc/net/udp`, read into [`StreamStats::kernel_dropped_total`](super::StreamStats)).
+//! - [`Endpoint::Unix`]: a socket file (removed on exit, a stale one replaced on start).
+//!   The kernel queues at most `net.unix.max_dgram_qlen` datagrams (10 by default) per
+//!   socket, whatever the buffer size: beyond that nginx's send fails and the record
+//!   is lost (nginx logs it only at debug level), so a busy machine loses records.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use socket2::{Domain, SockAddr, Socket, Type};
+use tokio::net::{UdpSocket, UnixDatagram};
+use tokio_util::sync::CancellationToken;
+
+use super::record::{self, MAX_RECORD_BYTES};
+use super::{ACTIVITY_INTERVAL, SignalHub};
+
+/// Receive buffer asked for (the kernel caps it at `net.core.rmem_max`).
+pub const RECV_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+/// Most datagrams handled under one hub lock.
+const BATCH: usize = 512;
+
+/// Where the operator receives records, as nginx's `syslog:server=` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A UDP address (loopback); port 0 picks a free one at bind.
+    Udp(SocketAddr),
+    /// A unix datagram socket file.
+    Unix(PathBuf),
+}
+
+impl Endpoint {
+    /// The value of nginx's `syslog:server=` parameter.
+    pub fn nginx_server(&self) -> String {
+        match self {
+            Endpoint::Udp(addr) => addr.to_string(),
+            Endpoint::Unix(path) => format!("unix:{}", path.display()),
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.nginx_server())
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+
+    /// `unix:/abs/path` or `IP:PORT`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                return Err(format!("{s:?}: the socket path must be absolute"));
+            }
+            return Ok(Endpoint::Unix(path));
+        }
+        s.parse()
+            .map(Endpoint::Udp)
+            .map_err(|_| format!("{s:?}: want IP:PORT (UDP) or unix:/absolute/path"))
+    }
+}
+
+/// Why the receiver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiverError {
+    /// Creating or binding the socket failed.
+    #[error("binding the load-balancer signal socket {endpoint}: {source}")]
+    Bind {
+        /// The endpoint.
+        endpoint: Endpoint,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process receives on the socket file.
+    #[error(
+        "the signal socket {path} is in use by another process (another operator of this instance?)"
+    )]
+    InUse {
+        /// The socket file.
+        path: PathBuf,
+    },
+    /// Something that is not a socket sits at the path.
+    #[error("{path} exists and is not a socket; refusing to replace it")]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Removing a stale socket file failed.
+    #[error("removing the stale signal socket {path}: {source}")]
+    Remove {
+        /// The socket file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+enum Sock {
+    Udp(UdpSocket),
+    Unix(UnixDatagram),
+}
+
+/// Removes the socket file when dropped.
+#[derive(Debug)]
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A bound receiving socket; [`SignalReceiver::spawn`] drains it into a hub.
+pub struct SignalReceiver {
+    sock: Sock,
+    endpoint: Endpoint,
+    /// Kernel inode of a UDP socket, to find its drop counter in `/proc/net/udp`.
+    udp_inode: Option<u64>,
+    _file: Option<SocketFile>,
+}
+
+impl std::fmt::Debug for SignalReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalReceiver")
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl SignalReceiver {
+    /// Binds `endpoint` (inside a tokio runtime). A unix socket file left by a crashed
+    /// run is replaced; one another process still receives on is refused. The file is
+    /// made writable by all (nginx workers run as another user) and removed on drop.
+    ///
+    /// # Errors
+    ///
+    /// A [`ReceiverError`] naming the endpoint.
+    pub fn bind(endpoint: &Endpoint) -> Result<Self, ReceiverError> {
+        let bind_err = |source| ReceiverError::Bind {
+            endpoint: endpoint.clone(),
+            source,
+        };
+        match endpoint {
+            Endpoint::Udp(addr) => {
+                let socket =
+                    Socket::new(Domain::for_address(*addr), Type::DGRAM, None).map_err(bind_err)?;
+                // Best effort: a smaller buffer still works, it only drops sooner.
+                let _ = socket.set_recv_buffer_size(RECV_BUFFER_BYTES);
+                socket.set_nonblocking(true).map_err(bind_err)?;
+                socket.bind(&SockAddr::from(*addr)).map_err(bind_err)?;
+                let std_sock: std::net::UdpSocket = socket.into();
+                let local = std_sock.local_addr().map_err(bind_err)?;
+                let inode = socket_inode(&std_sock);
+                let sock = UdpSocket::from_std(std_sock).map_err(bind_err)?;
+                Ok(Self {
+                    sock: Sock::Udp(sock),
+                    endpoint: Endpoint::Udp(local),
+                    udp_inode: inode,
+                    _file: None,
+                })
+            }
+            Endpoint::Unix(path) => {
+                replace_stale(path)?;
+                let socket = Socket::new(Domain::UNIX, Type::DGRAM, None).map_err(bind_err)?;
+                let _ = socket.set_recv_buffer_size(RECV_BUFFER_BYTES);
+                socket.set_nonblocking(true).map_err(bind_err)?;
+                let addr = SockAddr::unix(path).map_err(bind_err)?;
+                socket.bind(&addr).map_err(bind_err)?;
+                let file = SocketFile(path.clone());
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+                    .map_err(bind_err)?;
+                let std_sock: std::os::unix::net::UnixDatagram =
+                    std::os::fd::OwnedFd::from(socket).into();
+                let sock = UnixDatagram::from_std(std_sock).map_err(bind_err)?;
+                Ok(Self {
+                    sock: Sock::Unix(sock),
+                    endpoint: endpoint.clone(),
+                    udp_inode: None,
+                    _file: Some(file),
+                })
+            }
+        }
+    }
+
+    /// The endpoint as bound (a UDP port 0 resolved to the port chosen).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Drains the socket into `hub` until `shutdown`; the socket (and its file) go with
+    /// the task.
+    pub fn spawn(self, hub: SignalHub, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run(hub, shutdown))
+    }
+
+    /// The receive loop: wait until readable, drain up to [`BATCH`] datagrams under one
+    /// hub lock, repeat; a tick sends the due activity notifications and, once a second,
+    /// reads the kernel's drop counter.
+    pub async fn run(self, hub: SignalHub, shutdown: CancellationToken) {
+        tracing::info!(endpoint = %self.endpoint, "load-balancer signal receiver started");
+        let mut buf = vec![0u8; MAX_RECORD_BYTES + 1];
+        let mut tick = tokio::time::interval(ACTIVITY_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                ready = self.readable() => {
+                    if let Err(error) = ready {
+                        tracing::warn!(%error, "signal socket not readable");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    self.drain(&hub, &mut buf);
+                    hub.flush_activity();
+                }
+                _ = tick.tick() => {
+                    hub.flush_activity();
+                    ticks += 1;
+                    if ticks.is_multiple_of(10)
+                        && let Some(drops) = self.udp_inode.and_then(udp_drops)
+                    {
+                        hub.set_kernel_dropped(drops);
+                    }
+                }
+            }
+        }
+        tracing::info!(endpoint = %self.endpoint, "load-balancer signal receiver stopped");
+    }
+
+    async fn readable(&self) -> std::io::Result<()> {
+        match &self.sock {
+            Sock::Udp(s) => s.readable().await,
+            Sock::Unix(s) => s.readable().await,
+        }
+    }
+
+    fn try_recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match &self.sock {
+            Sock::Udp(s) => s.try_recv(buf),
+            Sock::Unix(s) => s.try_recv(buf),
+        }
+    }
+
+    /// Reads what is queued, up to [`BATCH`] datagrams.
+    fn drain(&self, hub: &SignalHub, buf: &mut [u8]) {
+        let mut batch = hub.batch();
+        for _ in 0..BATCH {
+            match self.try_recv(buf) {
+                Ok(n) => match record::parse(&buf[..n]) {
+                    Ok(r) => batch.add(&r),
+                    Err(error) => {
+                        hub.count_unparsable();
+                        tracing::debug!(%error, "signal datagram dropped");
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(error) => {
+                    tracing::warn!(%error, "receiving a signal datagram failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Removes a socket file nobody receives on; refuses a live one or a non-socket.
+fn replace_stale(path: &Path) -> Result<(), ReceiverError> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(ReceiverError::Remove {
+            path: path.to_owned(),
+            source,
+        }),
+        Ok(meta) if meta.file_type().is_socket() => {
+            let probe = std::os::unix::net::UnixDatagram::unbound().map_err(|source| {
+                ReceiverError::Remove {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?;
+            if probe.connect(path).is_ok() {
+                return Err(ReceiverError::InUse {
+                    path: path.to_owned(),
+                });
+            }
+            std::fs::remove_file(path).map_err(|source| ReceiverError::Remove {
+                path: path.to_owned(),
+                source,
+            })
+        }
+        Ok(_) => Err(ReceiverError::NotASocket {
+            path: path.to_owned(),
+        }),
+    }
+}
+
+/// The inode of a socket (its key in `/proc/net/udp`).
+fn socket_inode(sock: &std::net::UdpSocket) -> Option<u64> {
+    use std::os::fd::AsFd;
+    nix::sys::stat::fstat(sock.as_fd()).ok().map(|st| st.st_ino)
+}
+
+/// The `drops` column of the socket with `inode` in `/proc/net/udp` or `udp6`.
+fn udp_drops(inode: u64) -> Option<u64> {
+    ["/proc/net/udp", "/proc/net/udp6"].iter().find_map(|file| {
+        let text = std::fs::read_to_string(file).ok()?;
+        parse_udp_drops(&text, inode)
+    })
+}
+
+/// Finds `inode`'s line in a `/proc/net/udp` table and returns its last column (drops).
+fn parse_udp_drops(table: &str, inode: u64) -> Option<u64> {
+    let want = inode.to_string();
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+        (cols.get(9) == Some(&want.as_str()))
+            .then(|| cols.last()?.parse().ok())
+            .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const LINE: &str =
+        "<190>Dec  1 21:46:29 autoscaler: as1|web|200|0.001|10.0.0.1:80|0.001|1.0|7|1|";
+
+    fn dgram(n: u64) -> Vec<u8> {
+        format!("{LINE}{n}").into_bytes()
+    }
+
+    #[test]
+    fn endpoint_parses() {
+        assert_eq!(
+            "unix:/run/a.sock".parse::<Endpoint>(),
+            Ok(Endpoint::Unix("/run/a.sock".into()))
+        );
+        assert_eq!(
+            "127.0.0.1:0".parse::<Endpoint>(),
+            Ok(Endpoint::Udp("127.0.0.1:0".parse().unwrap()))
+        );
+        assert!("unix:rel.sock".parse::<Endpoint>().is_err());
+        assert!("nonsense".parse::<Endpoint>().is_err());
+        assert_eq!(
+            Endpoint::Unix("/x/y".into()).nginx_server(),
+            "unix:/x/y".to_owned()
+        );
+    }
+
+    #[test]
+    fn proc_net_udp_drops_column() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+                     1234: 0100007F:A1B2 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 99887 2 0000000000000000 42\n";
+        assert_eq!(parse_udp_drops(table, 99887), Some(42));
+        assert_eq!(parse_udp_drops(table, 1), None);
+        assert_eq!(parse_udp_drops("", 1), None);
+    }
+
+    async fn wait_received(hub: &SignalHub, n: u64) {
+        for _ in 0..500 {
+            if hub.stats().received_total >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A stalled reader never blocks the sender (non-blocking sends fail instead), the
+    /// records it queued arrive once it reads again, and a lost one shows as a gap.
+    #[tokio::test]
+    async fn unix_stalled_reader_never_blocks_sender_and_gaps_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signal.sock");
+        let rx = SignalReceiver::bind(&Endpoint::Unix(path.clone())).unwrap();
+        let sender = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        sender.connect(&path).unwrap();
+        sender.set_nonblocking(true).unwrap();
+        // Nobody reads yet: send until the queue is full; every send returns at once.
+        let mut sent = 0u64;
+        let mut refused = 0u64;
+        for n in 1..=10_000u64 {
+            match sender.send(&dgram(n)) {
+                Ok(_) => sent += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => refused += 1,
+                Err(e) => panic!("send {n}: {e}"),
+            }
+        }
+        assert!(refused > 0, "the queue never filled");
+        let hub = SignalHub::new();
+        let stop = CancellationToken::new();
+        let task = rx.spawn(hub.clone(), stop.clone());
+        wait_received(&hub, sent).await;
+        // One more record after the refused ones: the gap reveals them.
+        sender.send(&dgram(10_001)).unwrap();
+        wait_received(&hub, sent + 1).await;
+        let stats = hub.stats();
+        assert_eq!(stats.received_total, sent + 1);
+        assert_eq!(stats.gaps_total, refused);
+        assert_eq!(stats.dropped_total, refused);
+        stop.cancel();
+        task.await.unwrap();
+        assert!(!path.exists(), "socket file left behind");
+    }
+
+    #[tokio::test]
+    async fn unix_stale_socket_is_replaced_live_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signal.sock");
+        // A crashed run leaves the file with nobody bound.
+        let stale = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        drop(stale);
+        assert!(path.exists());
+        let rx = SignalReceiver::bind(&Endpoint::Unix(path.clone())).unwrap();
+        // While it lives, a second receiver is refused.
+        let err = SignalReceiver::bind(&Endpoint::Unix(path.clone())).unwrap_err();
+        assert!(matches!(err, ReceiverError::InUse { .. }), "{err}");
+        drop(rx);
+        assert!(!path.exists());
+        // Not a socket: refused, left alone.
+        std::fs::write(&path, b"data").unwrap();
+        let err = SignalReceiver::bind(&Endpoint::Unix(path.clone())).unwrap_err();
+        assert!(matches!(err, ReceiverError::NotASocket { .. }), "{err}");
+        assert!(path.exists());
+    }
+
+    #[tokio::test]
+    async fn udp_receives_and_counts_garbage() {
+        let rx = SignalReceiver::bind(&Endpoint::Udp("127.0.0.1:0".parse().unwrap())).unwrap();
+        let Endpoint::Udp(addr) = rx.endpoint().clone() else {
+            panic!("not udp")
+        };
+        assert_ne!(addr.port(), 0);
+        let hub = SignalHub::new();
+        let stop = CancellationToken::new();
+        let task = rx.spawn(hub.clone(), stop.clone());
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for n in 1..=100 {
+            sender.send_to(&dgram(n), addr).unwrap();
+        }
+        sender.send_to(b"garbage", addr).unwrap();
+        sender.send_to(&vec![b'x'; 5000], addr).unwrap();
+        wait_received(&hub, 100).await;
+        for _ in 0..100 {
+            if hub.stats().unparsable_total == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stats = hub.stats();
+        assert_eq!(stats.received_total, 100);
+        assert_eq!(stats.unparsable_total, 2);
+        let snap = hub.snapshot("web", Duration::from_secs(10)).unwrap();
+        assert_eq!(snap.requests, 100);
+        assert_eq!(snap.per_replica.len(), 1);
+        stop.cancel();
+        task.await.unwrap();
+    }
+}
