@@ -466,10 +466,12 @@ mod tests {
         t.lb.observe_stream(&crate::signal::StreamStats {
             received_total: 100,
             dropped_total: 3,
+            ..crate::signal::StreamStats::default()
         });
         t.lb.observe_stream(&crate::signal::StreamStats {
             received_total: 90,
             dropped_total: 4,
+            ..crate::signal::StreamStats::default()
         });
         let text = t.encode();
         for line in [

@@ -137,7 +137,10 @@ async fn daemon(
         runtime,
         lb,
         args.operator.state(),
-        args.operator.settings(),
+        crate::reconcile::OperatorSettings {
+            signal: signal_hub.clone(),
+            ..args.operator.settings()
+        },
     ) {
         Ok(op) => Arc::new(op),
         Err(e) => {
