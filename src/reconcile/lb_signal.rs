@@ -66,16 +66,23 @@ pub fn burst_reading(
     }
     let name = policy.metadata.name.as_str();
     windows::burst_reading(u64::from(w.burst_millis), |ms| {
-        signal
-            .snapshot(name, Duration::from_millis(ms))
-            .map(|snap| WindowFigures {
-                requests: snap.requests,
-                rate: figure(LbSignal::RequestRate, &snap),
-                value: figure(which, &snap),
-            })
+        let snap = signal.snapshot(name, Duration::from_millis(ms))?;
+        // The hub's windows are whole buckets, the current (partial) one included: a
+        // window of `ms` holds `ms` to `ms` + one bucket of records, half a bucket more
+        // on average. Long windows do not care; a burst window of 100 ms would read up
+        // to twice the rate without this.
+        let scale = ms as f64 / (ms as f64 + HUB_BUCKET_MS as f64 / 2.0);
+        Some(WindowFigures {
+            requests: snap.requests,
+            rate: figure(LbSignal::RequestRate, &snap) * scale,
+            value: figure(which, &snap) * scale,
+        })
     })
     .map(|r| r.value)
 }
+
+/// Width of the signal hub's buckets (see [`crate::signal::window`]).
+const HUB_BUCKET_MS: u64 = crate::signal::window::BUCKET_MS;
 
 /// The burst trigger's cheap check between ticks: the burst count when it calls for
 /// burst mode at `current` replicas (the daemon then runs a pass at once).

@@ -717,11 +717,14 @@ impl LoadSignal for FakeSignal {
         let all = w.lb_requests.get(policy)?;
         let now = self.clock.now_ms();
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
-        let from = now.saturating_sub(window_ms);
+        // As the hub: whole 100 ms buckets, from the one `window` ago up to the current
+        // (partial) one, divided by `window`.
+        let bucket = crate::signal::window::BUCKET_MS;
+        let from = now.saturating_sub(window_ms) / bucket * bucket;
         let secs = window_ms as f64 / 1000.0;
         let inside: Vec<&FakeRequest> = all
             .iter()
-            .filter(|r| r.at_ms > from && r.at_ms <= now)
+            .filter(|r| r.at_ms >= from && r.at_ms <= now)
             .collect();
         let mut snap = SignalSnapshot {
             window,
