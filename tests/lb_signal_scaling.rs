@@ -69,7 +69,10 @@ fn an_image_without_metrics_scales_up_and_down_on_the_load_balancer_signal() {
             "  drain:",
             "    windows: {stableSeconds: 2, burstMillis: 1000, burstThreshold: 2}\n  drain:",
         );
-    assert!(yaml.contains("loadBalancer: {signal: requestRate"), "{yaml}");
+    assert!(
+        yaml.contains("loadBalancer: {signal: requestRate"),
+        "{yaml}"
+    );
     env.write_policy_text(&yaml);
     let mut d = env.spawn_daemon(PORT_BASE + 99, &[]);
     wait_ready(&env, &mut d, &o.name, 1, Duration::from_secs(30));
@@ -109,7 +112,10 @@ fn an_image_without_metrics_scales_up_and_down_on_the_load_balancer_signal() {
     );
     assert!(report["sent"].as_u64().unwrap_or(0) > 500, "{report}");
     assert_eq!(report["failed"], 0, "no failed request: {report}");
-    assert!(lb["rate"].as_f64().unwrap_or(0.0) > 20.0, "the signal saw the load: {lb}");
+    assert!(
+        lb["rate"].as_f64().unwrap_or(0.0) > 20.0,
+        "the signal saw the load: {lb}"
+    );
     let events = d.status().unwrap()["events"].to_string();
     assert!(
         events.contains("ScaledUp") && events.contains("ScaledDown"),
