@@ -53,16 +53,22 @@ pub fn stable_reading(
     }
 }
 
-/// The burst reading of one `loadBalancer` metric, when trusted (see
-/// [`windows::burst_reading`]); None with burst mode off.
+/// The burst reading of one `loadBalancer` metric, when trusted; None with burst mode off.
+/// A request rate comes from `counted` when given (exact counts at exact times, see
+/// [`windows::CountSamples`]), else, like a concurrency, from the signal's windows
+/// ([`windows::burst_reading`]).
 pub fn burst_reading(
     signal: &dyn LoadSignal,
     policy: &ScalingPolicy,
     which: LbSignal,
+    counted: Option<f64>,
 ) -> Option<f64> {
     let w = &policy.spec.behavior.windows;
     if !w.burst_enabled() {
         return None;
+    }
+    if which == LbSignal::RequestRate && counted.is_some() {
+        return counted;
     }
     let name = policy.metadata.name.as_str();
     windows::burst_reading(u64::from(w.burst_millis), |ms| {
@@ -86,7 +92,12 @@ const HUB_BUCKET_MS: u64 = crate::signal::window::BUCKET_MS;
 
 /// The burst trigger's cheap check between ticks: the burst count when it calls for
 /// burst mode at `current` replicas (the daemon then runs a pass at once).
-pub fn burst_check(signal: &dyn LoadSignal, policy: &ScalingPolicy, current: u32) -> Option<u32> {
+pub fn burst_check(
+    signal: &dyn LoadSignal,
+    policy: &ScalingPolicy,
+    current: u32,
+    counted: Option<f64>,
+) -> Option<u32> {
     let inputs: Vec<crate::scaling::MetricInput> = policy
         .spec
         .metrics
@@ -96,7 +107,7 @@ pub fn burst_check(signal: &dyn LoadSignal, policy: &ScalingPolicy, current: u32
                 name: m.display_name(),
                 target_per_replica: lb.target_per_replica,
                 reading: MetricReading::Unavailable(String::new()),
-                burst: burst_reading(signal, policy, lb.signal),
+                burst: burst_reading(signal, policy, lb.signal, counted),
             }),
             _ => None,
         })

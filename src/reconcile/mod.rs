@@ -151,6 +151,8 @@ pub struct Operator<R, L> {
     table: UpstreamTable,
     events: Arc<EventLog>,
     retirements: Retirements,
+    /// Each policy's announced request count over its burst window (the burst reading).
+    activity: std::sync::Mutex<BTreeMap<String, ActivityTrack>>,
     /// Counter samples of every policy over its stable window (rates over the window).
     sample_windows: std::sync::Mutex<BTreeMap<String, SampleWindows>>,
     /// One pass or teardown per policy at a time.
@@ -197,6 +199,7 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
             events,
             retirements: Retirements::default(),
             sample_windows: std::sync::Mutex::new(BTreeMap::new()),
+            activity: std::sync::Mutex::new(BTreeMap::new()),
             policy_locks: std::sync::Mutex::new(BTreeMap::new()),
             shutdown: CancellationToken::new(),
         })
@@ -271,7 +274,9 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         let previous = self.with_windows(&policy.metadata.name, |w| {
             w.previous(self.seams.clock.now_ms(), window_ms, &previous)
         });
-        let metrics = observe::metrics(&self.seams, policy, &alive, &obs.addrs, &previous).await;
+        let counted = self.counted_rate(policy, false);
+        let metrics =
+            observe::metrics(&self.seams, policy, &alive, &obs.addrs, &previous, counted).await;
         let now_ms = self.seams.clock.now_ms();
         let ids: BTreeSet<&str> = obs.replicas.iter().map(|r| r.id.as_str()).collect();
         self.with_windows(&policy.metadata.name, |w| {
@@ -615,7 +620,40 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
                 .get(&policy.metadata.name)
                 .map_or(0, |ps| ps.status.desired.max(ps.status.ready))
         };
-        lb_signal::burst_check(self.seams.signal.as_ref(), policy, current)
+        let counted = self.counted_rate(policy, true);
+        lb_signal::burst_check(self.seams.signal.as_ref(), policy, current, counted)
+    }
+
+    /// The burst request rate from the policy's announced request counts (exact counts at
+    /// the times they were announced). `sample`: take the count now (call it right after an
+    /// announcement, as the burst trigger does; between announcements the count is stale).
+    /// None when the newest sample is older than the burst window.
+    fn counted_rate(&self, policy: &ScalingPolicy, sample: bool) -> Option<f64> {
+        let w = &policy.spec.behavior.windows;
+        if !w.burst_enabled() {
+            return None;
+        }
+        let burst_ms = u64::from(w.burst_millis);
+        let now = self.seams.clock.now_ms();
+        let mut all = self.activity.lock().ok()?;
+        let track = all
+            .entry(policy.metadata.name.clone())
+            .or_insert_with(|| ActivityTrack {
+                rx: self.seams.signal.activity(&policy.metadata.name),
+                samples: Default::default(),
+            });
+        if sample {
+            let count = *track.rx.borrow_and_update();
+            track.samples.push(now, count, burst_ms.saturating_mul(2));
+        }
+        let fresh = track
+            .samples
+            .newest_ms()
+            .is_some_and(|t| now.saturating_sub(t) <= burst_ms);
+        fresh
+            .then(|| track.samples.burst_rate(burst_ms))
+            .flatten()
+            .map(|r| r.value)
     }
 
     /// The load balancer's signal (the daemon's burst trigger waits on its activity).
@@ -630,6 +668,12 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
             Err(_) => Arc::new(Mutex::new(())),
         }
     }
+}
+
+/// A policy's announced request count and its samples (see [`Operator::burst_check`]).
+struct ActivityTrack {
+    rx: tokio::sync::watch::Receiver<u64>,
+    samples: scaling::windows::CountSamples,
 }
 
 /// A policy's upstream entry, without servers, from its typed values.

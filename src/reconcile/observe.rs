@@ -166,13 +166,15 @@ pub struct MetricsObservation {
 /// Reads every metric of the policy from the replicas in `alive` (only ready ones are
 /// scraped), the Prometheus servers it names and the load balancer's signal. `previous`
 /// holds, per counter series, the sample its rate is taken from (about a stable window
-/// old: see [`crate::scaling::windows::SampleWindows`]).
+/// old: see [`crate::scaling::windows::SampleWindows`]); `counted` is the burst request
+/// rate from the policy's announced request counts, when fresh.
 pub async fn metrics(
     seams: &Seams,
     policy: &ScalingPolicy,
     alive: &[&ObservedReplica],
     addrs: &BTreeMap<u16, SocketAddr>,
     previous: &BTreeMap<String, CounterSample>,
+    counted: Option<f64>,
 ) -> MetricsObservation {
     let now_ms = seams.clock.now_ms();
     let mut out = MetricsObservation::default();
@@ -204,7 +206,7 @@ pub async fn metrics(
                 let signal = seams.signal.as_ref();
                 (
                     lb_signal::stable_reading(signal, policy, m.signal),
-                    lb_signal::burst_reading(signal, policy, m.signal),
+                    lb_signal::burst_reading(signal, policy, m.signal, counted),
                 )
             }
         };

@@ -200,7 +200,7 @@ impl Fakes {
                 });
             }
         }
-        self.signal().bump(policy);
+        self.signal().bump(policy, n);
     }
 
     /// `rate` requests per second of `policy` for `ms` milliseconds of paused time, in
@@ -702,8 +702,9 @@ impl FakeSignal {
             .clone()
     }
 
-    fn bump(&self, policy: &str) {
-        self.sender(policy).send_modify(|n| *n += 1);
+    /// Announces `n` more requests (the watch value is the running count, as the hub's).
+    fn bump(&self, policy: &str, n: u64) {
+        self.sender(policy).send_modify(|count| *count += n);
     }
 }
 

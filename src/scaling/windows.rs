@@ -10,6 +10,13 @@
 //! the next batch of requests, by which time the window lies inside the new load. A 5 → 90
 //! req/s step is so read as ~90 req/s about 100 ms after it, not as 20 req/s.
 //!
+//! # The burst reading from the request count
+//! The signal's windows are whole 100 ms buckets, the current partial one included, so a
+//! 100 ms window holds 100 to 200 ms of requests. Where the running count of a policy's
+//! requests is known at exact times (each notification of new requests), [`CountSamples`]
+//! gives the rate between those times instead: exact counts over exact spans, read with
+//! the same rules (shortest span holding [`BURST_MIN_REQUESTS`], not still rising).
+//!
 //! # The stable window of scraped counters
 //! A rate between two scrapes one tick apart is noisy. [`SampleWindows`] keeps each
 //! series' samples for the stable window and hands back, as the "previous" sample, the
@@ -87,6 +94,74 @@ pub fn burst_reading(
         window_ms: hi * BURST_STEP_MS,
         value: whole.value,
     })
+}
+
+/// A policy's running request count at the times it was announced (see the module
+/// documentation), oldest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CountSamples {
+    samples: VecDeque<(u64, u64)>,
+}
+
+impl CountSamples {
+    /// Adds the count seen at `at_ms` and forgets samples older than `keep_ms` (keeping at
+    /// least two). A count that went down (the stream restarted) starts over.
+    pub fn push(&mut self, at_ms: u64, count: u64, keep_ms: u64) {
+        if self
+            .samples
+            .back()
+            .is_some_and(|&(t, c)| c > count || t > at_ms)
+        {
+            self.samples.clear();
+        }
+        if self.samples.back().is_some_and(|&(_, c)| c == count) {
+            return; // nothing new: keep the older time, the span stays exact
+        }
+        self.samples.push_back((at_ms, count));
+        let cutoff = at_ms.saturating_sub(keep_ms);
+        while self.samples.len() > 2 && self.samples.front().is_some_and(|&(t, _)| t < cutoff) {
+            self.samples.pop_front();
+        }
+    }
+
+    /// When the newest sample was taken.
+    pub fn newest_ms(&self) -> Option<u64> {
+        self.samples.back().map(|&(t, _)| t)
+    }
+
+    /// The burst rate (requests per second) over the shortest span back from the newest
+    /// sample holding at least [`BURST_MIN_REQUESTS`], within `burst_ms`; None without one,
+    /// or while the rate is still rising (the newer part of the span [`BURST_RISING`] times
+    /// busier than the whole).
+    pub fn burst_rate(&self, burst_ms: u64) -> Option<BurstReading> {
+        let &(t1, c1) = self.samples.back()?;
+        let start = self.samples.iter().rev().skip(1).find(|&&(t, c)| {
+            c1.saturating_sub(c) >= BURST_MIN_REQUESTS || t1.saturating_sub(t) > burst_ms
+        })?;
+        let (t0, c0) = *start;
+        let span = t1.saturating_sub(t0);
+        if span == 0 || span > burst_ms || c1 - c0 < BURST_MIN_REQUESTS {
+            return None;
+        }
+        let rate = (c1 - c0) as f64 * 1000.0 / span as f64;
+        // The sample nearest the middle of the span, if any lies strictly inside it.
+        let mid = t0 + span / 2;
+        let newer = self
+            .samples
+            .iter()
+            .filter(|&&(t, _)| t > t0 && t < t1)
+            .min_by_key(|&&(t, _)| t.abs_diff(mid));
+        if let Some(&(tm, cm)) = newer {
+            let newer_rate = (c1 - cm) as f64 * 1000.0 / (t1 - tm) as f64;
+            if newer_rate > BURST_RISING * rate {
+                return None;
+            }
+        }
+        Some(BurstReading {
+            window_ms: span,
+            value: rate,
+        })
+    }
 }
 
 /// Samples of every counter series over the stable window (see the module documentation).
@@ -238,6 +313,66 @@ mod tests {
             source(&steady, 4_999)(ms)
         });
         assert!(calls < 15, "{calls} reads");
+    }
+
+    #[test]
+    fn count_samples_read_a_step_from_exact_counts() {
+        let mut c = CountSamples::default();
+        assert_eq!(c.burst_rate(1000), None, "empty");
+        // 5 req/s announced every 200 ms, then 90 req/s announced every 100 ms from 10 s.
+        let mut count = 0;
+        for i in 0..50u64 {
+            count += 1;
+            c.push(i * 200, count, 2000);
+        }
+        assert_eq!(c.burst_rate(1000), None, "5/s: fewer than 8 in a second");
+        // (time, count) after the step, expected reading
+        let cases: &[(u64, u64, Option<f64>)] = &[
+            (10_040, 4, None), // a few new requests: too few
+            (10_140, 9, Some(9_000.0 / 100.0 * 1.0)),
+            (10_240, 9, Some(90.0)),
+        ];
+        for (at, more, want) in cases {
+            count += more;
+            c.push(*at, count, 2000);
+            let got = c.burst_rate(1000).map(|r| r.value);
+            match (got, want) {
+                (None, None) => {}
+                (Some(g), Some(w)) => assert!((g - w).abs() < 1.0, "{at}: {g} vs {w}"),
+                _ => panic!("{at}: got {got:?}, want {want:?}"),
+            }
+        }
+        // A stream restart (count down) starts over; repeats add nothing.
+        c.push(11_000, 3, 2000);
+        assert_eq!(c.burst_rate(1000), None);
+        c.push(11_100, 3, 2000);
+        assert_eq!(c.newest_ms(), Some(11_000));
+        // A span longer than the burst window is no burst reading.
+        c.push(13_000, 30, 2000);
+        assert_eq!(c.burst_rate(1000), None);
+    }
+
+    #[test]
+    fn count_samples_wait_while_the_rate_still_rises() {
+        let mut c = CountSamples::default();
+        // 200 ms at 20/s, then 100 ms at 100/s: the newer half is 5x the whole's rate.
+        c.push(0, 0, 2000);
+        c.push(100, 2, 2000);
+        c.push(200, 4, 2000);
+        c.push(300, 14, 2000);
+        let r = c.burst_rate(1000).expect("the last 100 ms hold 10");
+        assert_eq!(r.window_ms, 100);
+        assert!((r.value - 100.0).abs() < 1e-9);
+        let mut c = CountSamples::default();
+        c.push(0, 0, 2000);
+        c.push(100, 1, 2000);
+        c.push(200, 2, 2000);
+        c.push(250, 9, 2000);
+        assert_eq!(
+            c.burst_rate(1000),
+            None,
+            "7 in the last 50 ms of 250: rising"
+        );
     }
 
     fn s(at_ms: u64, value: f64) -> CounterSample {
