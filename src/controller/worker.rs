@@ -338,3 +338,111 @@ pub(super) async fn publish<R: Runtime + 'static, L: LoadBalancer>(
     telemetry.lb.observe_stream(&op.signal().stats());
     telemetry.observe_state(&state, events).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::policy_files::LoadedPolicy;
+    use crate::reconcile::OperatorSettings;
+    use crate::reconcile::testing::Fakes;
+    use crate::state::StateDir;
+
+    const POLICY: &str = "apiVersion: autoscaler.dev/v1alpha1
+kind: ScalingPolicy
+metadata: {name: web}
+spec:
+  template:
+    image: demo:latest
+    containerPort: 8000
+    readiness: {httpGet: {path: /healthz}, periodMillis: 50, timeoutSeconds: 5}
+  replicas: {min: 1, max: 10}
+  ports: {hostIp: 127.0.0.1, range: 8001-8020}
+  loadBalancer: {listen: 127.0.0.1:8080}
+  metrics: [{loadBalancer: {signal: requestRate, targetPerReplica: 10}}]
+  behavior:
+    windows: {stableSeconds: 2}
+";
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_runs_a_pass_between_ticks() {
+        let fakes = Fakes::new();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = OperatorSettings {
+            instance: "t".to_owned(),
+            ..OperatorSettings::default()
+        };
+        let op = Arc::new(
+            crate::reconcile::Operator::with_seams(
+                fakes.runtime("t"),
+                fakes.lb(),
+                StateDir::new(dir.path()),
+                settings,
+                fakes.seams(),
+            )
+            .expect("operator"),
+        );
+        let policy = crate::policy::parse_str(POLICY, "web.yaml")
+            .expect("policy")
+            .remove(0)
+            .0;
+        op.prepare(&[&policy], PassMode::Apply)
+            .await
+            .expect("prepare");
+        let set = PolicySet {
+            policies: BTreeMap::from([(
+                "web".to_owned(),
+                LoadedPolicy {
+                    policy,
+                    file: "web.yaml".into(),
+                    line: 1,
+                },
+            )]),
+            files: Vec::new(),
+            invalid: None,
+        };
+        let (_keep, policies) = watch::channel(set);
+        let telemetry = Arc::new(Telemetry::new());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(WorkerContext {
+            op: op.clone(),
+            name: "web".to_owned(),
+            // An hour between ticks: only the burst trigger can scale within the test.
+            interval: Duration::from_secs(3600),
+            wake: Arc::new(Wake::default()),
+            policies,
+            telemetry: telemetry.clone(),
+            shutdown: shutdown.clone(),
+            done: Arc::new(AtomicBool::new(false)),
+        }));
+        for _ in 0..100 {
+            if fakes.running("web").len() == 1 && fakes.upstream_ports("web").is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(fakes.running("web").len(), 1, "the start pass");
+        fakes.lb_load("web", 5.0, 2_000, 10).await;
+        assert_eq!(fakes.running("web").len(), 1, "5/s is one replica's load");
+        fakes.lb_load("web", 90.0, 400, 10).await;
+        for _ in 0..200 {
+            if fakes.running("web").len() >= 9 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let bursts = telemetry
+            .reconcile_triggers
+            .get_or_create(&TriggerLabels {
+                policy: "web".to_owned(),
+                trigger: "burst".to_owned(),
+            })
+            .get();
+        assert!(bursts >= 1, "a pass ran on the burst trigger");
+        assert_eq!(fakes.running("web").len(), 9, "1 → 9 without a tick");
+        shutdown.cancel();
+        task.await.expect("worker ends on shutdown");
+    }
+}

@@ -85,6 +85,9 @@ pub struct World {
     pub lb_requests: BTreeMap<String, Vec<FakeRequest>>,
     /// Fractions of a request `lb_load` still owes per policy (rates stay exact across calls).
     pub lb_owed: BTreeMap<String, f64>,
+    /// Per policy: when requests were last announced, and how many wait to be (the hub
+    /// announces at most every 100 ms).
+    pub lb_announce: BTreeMap<String, (Option<u64>, u64)>,
     next_id: u64,
 }
 
@@ -200,7 +203,33 @@ impl Fakes {
                 });
             }
         }
-        self.signal().bump(policy, n);
+        let due = {
+            let mut w = self.world();
+            let (last, pending) = w.lb_announce.entry(policy.to_owned()).or_default();
+            *pending += n;
+            let due = last.is_none_or(|t| at_ms.saturating_sub(t) >= ANNOUNCE_MS);
+            if due {
+                *last = Some(at_ms);
+            }
+            due.then(|| std::mem::take(pending))
+        };
+        if let Some(n) = due {
+            self.signal().bump(policy, n);
+        }
+    }
+
+    /// Announces requests still waiting (the hub's timer does this for the last ones).
+    pub fn lb_flush(&self, policy: &str) {
+        let at_ms = self.clock.now_ms();
+        let n = {
+            let mut w = self.world();
+            let (last, pending) = w.lb_announce.entry(policy.to_owned()).or_default();
+            *last = Some(at_ms);
+            std::mem::take(pending)
+        };
+        if n > 0 {
+            self.signal().bump(policy, n);
+        }
     }
 
     /// `rate` requests per second of `policy` for `ms` milliseconds of paused time, in
@@ -220,6 +249,7 @@ impl Fakes {
                 self.lb_requests(policy, whole as u64, duration_ms);
             }
         }
+        self.lb_flush(policy);
     }
 
     /// Calls recorded so far, then forgets them.
@@ -682,6 +712,9 @@ pub struct FakeClock {
     start: tokio::time::Instant,
     wall_offset_ms: Mutex<i64>,
 }
+
+/// The hub announces new requests of a policy at most this often.
+const ANNOUNCE_MS: u64 = 100;
 
 /// The load-balancer signal over the fake world's reported requests.
 #[derive(Debug, Clone)]
