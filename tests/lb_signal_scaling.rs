@@ -113,7 +113,8 @@ fn an_image_without_metrics_scales_up_and_down_on_the_load_balancer_signal() {
     assert!(report["sent"].as_u64().unwrap_or(0) > 500, "{report}");
     assert_eq!(report["failed"], 0, "no failed request: {report}");
     assert!(
-        lb["rate"].as_f64().unwrap_or(0.0) > 20.0,
+        // Recorded by the pass that scaled up, early in the step: above the 5/s before it.
+        lb["rate"].as_f64().unwrap_or(0.0) > 5.0,
         "the signal saw the load: {lb}"
     );
     let events = d.status().unwrap()["events"].to_string();
