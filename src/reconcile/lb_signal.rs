@@ -55,19 +55,21 @@ pub fn stable_reading(
 
 /// The burst reading of one `loadBalancer` metric, when trusted; None with burst mode off.
 /// A request rate comes from `counted` when given (exact counts at exact times, see
-/// [`windows::CountSamples`]), else, like a concurrency, from the signal's windows
-/// ([`windows::burst_reading`]).
+/// [`windows::CountSamples`]; `Some(None)`: no trusted reading), else, like a
+/// concurrency, from the signal's windows ([`windows::burst_reading`]).
 pub fn burst_reading(
     signal: &dyn LoadSignal,
     policy: &ScalingPolicy,
     which: LbSignal,
-    counted: Option<f64>,
+    counted: Option<Option<f64>>,
 ) -> Option<f64> {
     let w = &policy.spec.behavior.windows;
     if !w.burst_enabled() {
         return None;
     }
-    if which == LbSignal::RequestRate && counted.is_some() {
+    if which == LbSignal::RequestRate
+        && let Some(counted) = counted
+    {
         return counted;
     }
     let name = policy.metadata.name.as_str();
@@ -96,7 +98,7 @@ pub fn burst_check(
     signal: &dyn LoadSignal,
     policy: &ScalingPolicy,
     current: u32,
-    counted: Option<f64>,
+    counted: Option<Option<f64>>,
 ) -> Option<u32> {
     let inputs: Vec<crate::scaling::MetricInput> = policy
         .spec

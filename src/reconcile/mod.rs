@@ -627,8 +627,9 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
     /// The burst request rate from the policy's announced request counts (exact counts at
     /// the times they were announced). `sample`: take the count now (call it right after an
     /// announcement, as the burst trigger does; between announcements the count is stale).
-    /// None when the newest sample is older than the burst window.
-    fn counted_rate(&self, policy: &ScalingPolicy, sample: bool) -> Option<f64> {
+    /// `None` when no announcement came within the burst window (then the signal's windows
+    /// are read instead); `Some(None)` when the counts hold no trusted reading.
+    fn counted_rate(&self, policy: &ScalingPolicy, sample: bool) -> Option<Option<f64>> {
         let w = &policy.spec.behavior.windows;
         if !w.burst_enabled() {
             return None;
@@ -650,10 +651,7 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
             .samples
             .newest_ms()
             .is_some_and(|t| now.saturating_sub(t) <= burst_ms);
-        fresh
-            .then(|| track.samples.burst_rate(burst_ms))
-            .flatten()
-            .map(|r| r.value)
+        fresh.then(|| track.samples.burst_rate(burst_ms).map(|r| r.value))
     }
 
     /// The load balancer's signal (the daemon's burst trigger waits on its activity).

@@ -174,7 +174,7 @@ pub async fn metrics(
     alive: &[&ObservedReplica],
     addrs: &BTreeMap<u16, SocketAddr>,
     previous: &BTreeMap<String, CounterSample>,
-    counted: Option<f64>,
+    counted: Option<Option<f64>>,
 ) -> MetricsObservation {
     let now_ms = seams.clock.now_ms();
     let mut out = MetricsObservation::default();

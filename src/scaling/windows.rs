@@ -131,8 +131,8 @@ impl CountSamples {
 
     /// The burst rate (requests per second) over the shortest span back from the newest
     /// sample holding at least [`BURST_MIN_REQUESTS`], within `burst_ms`; None without one,
-    /// or while the rate is still rising (the newer part of the span [`BURST_RISING`] times
-    /// busier than the whole).
+    /// or while the rate is still rising (the newest announcement's interval, or the newer
+    /// half of the span, [`BURST_RISING`] times busier than the whole).
     pub fn burst_rate(&self, burst_ms: u64) -> Option<BurstReading> {
         let &(t1, c1) = self.samples.back()?;
         let start = self.samples.iter().rev().skip(1).find(|&&(t, c)| {
@@ -144,6 +144,13 @@ impl CountSamples {
             return None;
         }
         let rate = (c1 - c0) as f64 * 1000.0 / span as f64;
+        // The newest announcement's own rate: a step shows there first.
+        if let Some(&(tp, cp)) = self.samples.iter().rev().nth(1)
+            && tp > t0
+            && (c1 - cp) as f64 * 1000.0 / (t1 - tp) as f64 > BURST_RISING * rate
+        {
+            return None;
+        }
         // The sample nearest the middle of the span, if any lies strictly inside it.
         let mid = t0 + span / 2;
         let newer = self
