@@ -821,15 +821,18 @@ def bench_lbreaction(args):
 
 # --------------------------------------------------------------------------- stability
 
-def stability_run(kind, behavior, seconds, settle):
-    """Steady 60 req/s for `seconds`: changes of the upstream size after `settle` s."""
+def stability_run(kind, behavior, seconds, settle, lb=False):
+    """Steady 60 req/s for `seconds` on a service started at its 6 replicas (`min: 6`: the
+    count can only move up; a ramp from 1 would measure the ramp's overshoot instead):
+    changes of the upstream size after `settle` s."""
     listen, lo, hi, api = PORT_BASE + 200, PORT_BASE + 201, PORT_BASE + 220, PORT_BASE + 290
     with world(f"stability-{kind}") as w:
-        policy = w.write_policy("policy.yaml", policy_yaml(kind, listen, lo, hi, 1, 10, behavior))
+        make = lb_policy_yaml if lb else policy_yaml
+        policy = w.write_policy("policy.yaml", make(kind, listen, lo, hi, 6, 10, behavior))
         w.cli("validate", "-f", policy)
         w.start_daemon(policy, api)
-        wait_for(lambda: w.upstream_servers(kind) >= 1 and http_ok(f"http://127.0.0.1:{listen}/"),
-                 f"{kind}: first replica behind nginx", 90)
+        wait_for(lambda: w.upstream_servers(kind) >= 6 and http_ok(f"http://127.0.0.1:{listen}/"),
+                 f"{kind}: six replicas behind nginx", 90)
         out = os.path.join(w.dir, "load.json")
         timeline = []
         with open(out, "w") as f:
@@ -861,9 +864,10 @@ def stability_run(kind, behavior, seconds, settle):
 
 
 def bench_stability(args):
-    seconds, settle = 120, 20
-    kinds = {"window-6s": SCRAPE_6S, "rate-1s": SCRAPE_1S}
-    runs = {k: stability_run(k, b, seconds, settle) for k, b in kinds.items()}
+    seconds, settle = 120, 10
+    kinds = {"window-6s": (SCRAPE_6S, False), "rate-1s": (SCRAPE_1S, False),
+             "lb-6s": (LB_BURST, True)}
+    runs = {k: stability_run(k, b, seconds, settle, lb) for k, (b, lb) in kinds.items()}
     data = {"bench": "stability", "meta": meta(), "rps": 60, "seconds": seconds,
             "settle_s": settle, "goal": "the count stays at 6 with the stable window",
             "runs": runs}
