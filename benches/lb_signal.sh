@@ -29,11 +29,11 @@ UDP=127.0.0.1:28090
 NGINX=${NGINX:-nginx}
 
 if [[ -z ${AS_SIG_LOCKED:-} ]]; then
+    # Build first, outside the lock.
+    cargo build --release -q --example signal_receiver --bin demo-backend
     export AS_SIG_LOCKED=1
     exec flock /tmp/autoscaler-itest.lock "$0" "$@"
 fi
-
-cargo build --release -q --example signal_receiver --bin demo-backend
 RX=target/release/examples/signal_receiver
 BACKEND=target/release/demo-backend
 

@@ -8,6 +8,9 @@
     benches/live.py scale      # full and no-op pass vs number of policies and of replicas
     benches/live.py statewrite # idle daemon, many policies: state bytes written/s, CPU, pass p99; before vs after
     benches/live.py all        # the four above (not statewrite), in that order
+    benches/live.py lbreaction # 5 -> 90 req/s step to 9 ready: load-balancer signal with burst vs
+                               # the per-replica scrape vs the engine floor (8 docker runs at once)
+    benches/live.py stability  # steady 60 req/s for 2 min: replica changes, 6 s stable window vs 1 s rate
 
 Every figure is reported next to a baseline measured in the same invocation; every strategy
 runs --repeats times (default 3) and is reported as min / median / max. Results go to
@@ -683,6 +686,195 @@ def bench_reaction(args):
                      indent=2))
 
 
+
+# --------------------------------------------------------------------------- lbreaction
+
+# The load balancer's signal, the quickstart's scale-up rules, burst mode on; the image
+# runs with /metrics off, so nothing but nginx's view can scale it.
+LB_BURST = """  behavior:
+    scaleUp:
+      stabilizationWindowSeconds: 0
+      policies: [{type: Percent, value: 900, periodSeconds: 1}]
+    scaleDown:
+      stabilizationWindowSeconds: 30
+    windows: {stableSeconds: 6, burstMillis: 1000, burstThreshold: 2}
+"""
+# Today's per-replica scrape: the quickstart (1 s rate, no burst mode for a scrape).
+SCRAPE_1S = FAST + "    windows: {stableSeconds: 1}\n"
+SCRAPE_6S = FAST + "    windows: {stableSeconds: 6}\n"
+
+
+def lb_policy_yaml(name, listen, lo, hi, rmin, rmax, behavior, target=10):
+    """`policy_yaml` on the load balancer's request rate, the demo image's /metrics off."""
+    text = policy_yaml(name, listen, lo, hi, rmin, rmax, behavior, target)
+    text = text.replace('args: ["--port", "8000"]', 'args: ["--port", "8000", "--no-metrics"]')
+    return text.replace(
+        f"- requestRate: {{path: /metrics, counter: http_requests_total, targetPerReplica: {target}}}",
+        f"- loadBalancer: {{signal: requestRate, targetPerReplica: {target}}}")
+
+
+def engine_floor(w, n=8):
+    """Seconds from launching `n` demo containers at once (docker CLI, one thread each)
+    until each answers its health check: the floor any operator starts replicas at."""
+    lo = PORT_BASE + 30
+    names = [f"as-lbs-floor-{os.getpid()}-{i}" for i in range(n)]
+    done = [None] * n
+    t0 = time.monotonic()
+
+    def one(i):
+        port = lo + i
+        subprocess.run(["docker", "run", "-d", "--rm", "--name", names[i], "--label",
+                        f"autoscaler.dev/instance={w.instance}", "-p", f"127.0.0.1:{port}:8000",
+                        IMAGE, "--port", "8000"], capture_output=True, timeout=60, check=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if http_ok(f"http://127.0.0.1:{port}/healthz"):
+                done[i] = time.monotonic() - t0
+                return
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    subprocess.run(["docker", "rm", "-f", *names], capture_output=True, timeout=120)
+    if any(d is None for d in done):
+        return None
+    return round(max(done), 2)
+
+
+def lbreaction_run(kind, profile, want):
+    """One step run of `kind` (`lb-burst`, `scrape` or `floor`); returns its figures."""
+    listen, lo, hi, api = PORT_BASE, PORT_BASE + 1, PORT_BASE + 20, PORT_BASE + 90
+    with world(f"lbreaction-{kind}") as w:
+        if kind == "floor":
+            s = engine_floor(w)
+            log(f"floor: 8 replicas answering in {s} s")
+            return {"strategy": kind, "reaction_s": s}
+        if kind == "lb-burst":
+            text = lb_policy_yaml(kind, listen, lo, hi, 1, 10, LB_BURST)
+        else:
+            text = policy_yaml(kind, listen, lo, hi, 1, 10, SCRAPE_1S)
+        policy = w.write_policy("policy.yaml", text)
+        w.cli("validate", "-f", policy)
+        w.start_daemon(policy, api)
+        wait_for(lambda: w.upstream_servers(kind) >= 1 and http_ok(f"http://127.0.0.1:{listen}/"),
+                 f"{kind}: first replica behind nginx", 90)
+        time.sleep(2)
+        out = os.path.join(w.dir, "load.json")
+        timeline, reached = [], None
+        with open(out, "w") as f:
+            t0 = time.monotonic()
+            load = subprocess.Popen([BIN, "--log", "warn", "load", "--url",
+                                     f"http://127.0.0.1:{listen}/", "--profile", profile,
+                                     "--json"], stdout=f)
+            last = None
+            while load.poll() is None:
+                t = time.monotonic() - t0
+                if t > 60:
+                    load.kill()
+                    raise Timeout("load did not finish in 60 s")
+                n = w.upstream_servers(kind)
+                if n != last:
+                    timeline.append((round(t, 3), n))
+                    last = n
+                if reached is None and n >= want and t >= STEP_AT:
+                    reached = t
+                time.sleep(0.02)
+        with open(out) as f:
+            report = json.load(f)
+        events = w.cli("events", *w.op_args(), check=False).stdout
+    reaction = round(reached - STEP_AT, 2) if reached is not None else None
+    ups = [line for line in events.splitlines() if "ScaledUp" in line]
+    log(f"{kind}: reaction {reaction} s, failed {report['failed']}; first scale-up: "
+        f"{ups[0][:160] if ups else '-'}")
+    return {"strategy": kind, "reaction_s": reaction,
+            "load": {k: report[k] for k in ("sent", "ok", "failed", "retried")},
+            "scale_ups": ups, "upstream_timeline": timeline}
+
+
+def bench_lbreaction(args):
+    profile = "5@5s,90@10s"
+    want = 9
+    kinds = ["floor", "lb-burst", "scrape"]
+    runs = {k: [] for k in kinds}
+    for rep in range(args.repeats):
+        for kind in kinds:
+            log(f"lbreaction: {kind}, run {rep + 1} of {args.repeats}")
+            runs[kind].append(lbreaction_run(kind, profile, want))
+    summary = {k: {"reaction_s": spread([r["reaction_s"] for r in rs]),
+                   "failed": spread([r.get("load", {}).get("failed") for r in rs])}
+               for k, rs in runs.items()}
+    med = {k: summary[k]["reaction_s"]["median"] for k in kinds}
+    ratio = lambda a, b: round(a / b, 2) if a and b else None  # noqa: E731
+    data = {"bench": "lbreaction", "meta": meta(), "profile": profile, "step_at_s": STEP_AT,
+            "target_ready_replicas": want, "repeats": args.repeats,
+            "goal": "lb-burst <= 1.5 s from the step and <= 1.2x the engine floor (medians)",
+            "lb_burst_vs_floor": ratio(med["lb-burst"], med["floor"]),
+            "scrape_vs_lb_burst": ratio(med["scrape"], med["lb-burst"]),
+            "summary": summary, "runs": runs}
+    save("lbreaction", data)
+    print(json.dumps({k: data[k] for k in ("lb_burst_vs_floor", "scrape_vs_lb_burst")}
+                     | {k: s["reaction_s"] for k, s in summary.items()}, indent=2))
+
+
+# --------------------------------------------------------------------------- stability
+
+def stability_run(kind, behavior, seconds, settle, lb=False):
+    """Steady 60 req/s for `seconds` on a service started at its 6 replicas (`min: 6`: the
+    count can only move up; a ramp from 1 would measure the ramp's overshoot instead):
+    changes of the upstream size after `settle` s."""
+    listen, lo, hi, api = PORT_BASE + 200, PORT_BASE + 201, PORT_BASE + 220, PORT_BASE + 290
+    with world(f"stability-{kind}") as w:
+        make = lb_policy_yaml if lb else policy_yaml
+        policy = w.write_policy("policy.yaml", make(kind, listen, lo, hi, 6, 10, behavior))
+        w.cli("validate", "-f", policy)
+        w.start_daemon(policy, api)
+        wait_for(lambda: w.upstream_servers(kind) >= 6 and http_ok(f"http://127.0.0.1:{listen}/"),
+                 f"{kind}: six replicas behind nginx", 90)
+        out = os.path.join(w.dir, "load.json")
+        timeline = []
+        with open(out, "w") as f:
+            t0 = time.monotonic()
+            load = subprocess.Popen([BIN, "--log", "warn", "load", "--url",
+                                     f"http://127.0.0.1:{listen}/", "--rps", "60", "--duration",
+                                     f"{seconds}s", "--json"], stdout=f)
+            last = None
+            while load.poll() is None:
+                t = time.monotonic() - t0
+                if t > seconds + 30:
+                    load.kill()
+                    raise Timeout("load overran")
+                n = w.upstream_servers(kind)
+                if n != last:
+                    timeline.append((round(t, 2), n))
+                    last = n
+                time.sleep(0.1)
+        with open(out) as f:
+            report = json.load(f)
+    steady = [(t, n) for t, n in timeline if t >= settle]
+    at_settle = next((n for t, n in reversed(timeline) if t < settle), None)
+    counts = sorted({n for _, n in steady} | ({at_settle} if at_settle is not None else set()))
+    res = {"strategy": kind, "changes_after_settle": len(steady), "counts_seen": counts,
+           "count_at_settle": at_settle, "final": timeline[-1][1] if timeline else None,
+           "load": {k: report[k] for k in ("sent", "ok", "failed")}, "timeline": timeline}
+    log(f"{kind}: {len(steady)} changes after {settle} s, counts {counts}, failed {report['failed']}")
+    return res
+
+
+def bench_stability(args):
+    seconds, settle = 120, 10
+    kinds = {"window-6s": (SCRAPE_6S, False), "rate-1s": (SCRAPE_1S, False),
+             "lb-6s": (LB_BURST, True)}
+    runs = {k: stability_run(k, b, seconds, settle, lb) for k, (b, lb) in kinds.items()}
+    data = {"bench": "stability", "meta": meta(), "rps": 60, "seconds": seconds,
+            "settle_s": settle, "goal": "the count stays at 6 with the stable window",
+            "runs": runs}
+    save("stability", data)
+    print(json.dumps({k: {x: r[x] for x in ("changes_after_settle", "counts_seen", "final")}
+                      for k, r in runs.items()}, indent=2))
+
 # --------------------------------------------------------------------------- overhead
 
 def bench_overhead(args):
@@ -1018,7 +1210,8 @@ def preflight(args, need_hyperfine):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("bench", choices=["reaction", "overhead", "noop", "scale", "statewrite", "all"])
+    ap.add_argument("bench", choices=["reaction", "overhead", "noop", "scale", "statewrite", "all",
+                                      "lbreaction", "stability"])
     ap.add_argument("--no-build", action="store_true", help="use target/release/autoscaler as is")
     ap.add_argument("--profile", default="5@5s,90@45s",
                     help="reaction: load profile (step at 5 s; long enough for the original tool)")
@@ -1062,6 +1255,8 @@ def main():
                "scale": bench_scale}
     todo = list(benches) if args.bench == "all" else [args.bench]
     benches["statewrite"] = bench_statewrite
+    benches["lbreaction"] = bench_lbreaction
+    benches["stability"] = bench_stability
     for name in todo:
         log(f"== {name}")
         benches[name](args)

@@ -10,8 +10,12 @@
 //!  second s:  replicas started ≥ delay ago are ready
 //!             load per ready replica = rps / ready        (∞ when none is ready)
 //!             under-provisioned when that exceeds the target
-//!             metrics: requestRate → per replica (ready: load, starting: no data)
-//!                      prometheus  → total rps
+//!             metrics: requestRate  → per replica (ready: load, starting: no data),
+//!                                      load averaged over the stable window
+//!                      loadBalancer → total rps averaged over the stable window;
+//!                                      burst reading: second s itself
+//!                      prometheus   → total rps of second s
+//!             burst check every second, even between the ticks of simulate_every
 //!             decide → record history → start or stop replicas (newest stop first)
 //!  a replica started in second s serves from second max(s + 1, s + delay)
 //! ```
@@ -261,26 +265,14 @@ pub fn simulate_every(
         let current = u32::try_from(pods.len()).unwrap_or(u32::MAX);
         let ready = pods.iter().filter(|&&at| at <= now_ms).count();
         tally.second(&mut summary, s, rps, current, ready, target);
-        if !s.is_multiple_of(period_s) {
+        let metrics = sim_metrics(spec, &trace.rps, s, &pods, now_ms);
+        // The burst check runs between ticks too (the daemon's runs on every batch of
+        // requests); at one evaluation per second every second is a tick anyway.
+        let bursting = scaling::burst_count(&metrics)
+            .is_some_and(|(n, _)| scaling::triggers(&spec.behavior.windows, current, n));
+        if !s.is_multiple_of(period_s) && !bursting {
             continue;
         }
-
-        let metrics: Vec<MetricInput> = spec
-            .metrics
-            .iter()
-            .map(|m| MetricInput {
-                name: m.display_name(),
-                target_per_replica: m.target_per_replica(),
-                reading: match m {
-                    MetricSpec::RequestRate(_) => MetricReading::PerReplica(
-                        pods.iter()
-                            .map(|&at| (at <= now_ms).then(|| rps / ready as f64))
-                            .collect(),
-                    ),
-                    MetricSpec::Prometheus(_) => MetricReading::Total(rps),
-                },
-            })
-            .collect();
         let decision: Decision = scaling::decide(&DecisionInput {
             behavior: &spec.behavior,
             replicas: &spec.replicas,
@@ -313,6 +305,60 @@ pub fn simulate_every(
     })
 }
 
+/// What the metrics of `spec` read at second `s` of `rps`: `requestRate` and
+/// `loadBalancer` average over the stable window (the seconds up to and including `s`),
+/// a `loadBalancer` metric's burst reading is second `s` itself (a trace's resolution is
+/// one second), and `prometheus` reads second `s` (its query sets its own window).
+fn sim_metrics(
+    spec: &crate::policy::types::PolicySpec,
+    rps: &[f64],
+    s: u64,
+    pods: &[u64],
+    now_ms: u64,
+) -> Vec<MetricInput> {
+    let at = usize::try_from(s)
+        .unwrap_or(usize::MAX)
+        .min(rps.len().saturating_sub(1));
+    let now = rps.get(at).copied().unwrap_or(0.0);
+    let stable_s = spec.behavior.windows.stable_seconds.max(1) as usize;
+    let from = (at + 1).saturating_sub(stable_s);
+    let seen = &rps[from.min(at)..=at.min(rps.len().saturating_sub(1))];
+    let smooth = if seen.is_empty() {
+        now
+    } else {
+        seen.iter().sum::<f64>() / seen.len() as f64
+    };
+    let ready = pods.iter().filter(|&&at| at <= now_ms).count();
+    spec.metrics
+        .iter()
+        .map(|m| {
+            let (reading, burst) = match m {
+                MetricSpec::RequestRate(_) => (
+                    MetricReading::PerReplica(
+                        pods.iter()
+                            .map(|&at| (at <= now_ms).then(|| smooth / ready as f64))
+                            .collect(),
+                    ),
+                    None,
+                ),
+                MetricSpec::Prometheus(_) => (MetricReading::Total(now), None),
+                // The trace knows request rates only: concurrency replays as the rate
+                // (one second of work per request would be the same figure).
+                MetricSpec::LoadBalancer(_) => (
+                    MetricReading::Total(smooth),
+                    spec.behavior.windows.burst_enabled().then_some(now),
+                ),
+            };
+            MetricInput {
+                name: m.display_name(),
+                target_per_replica: m.target_per_replica(),
+                reading,
+                burst,
+            }
+        })
+        .collect()
+}
+
 /// `policy` with HPA's default behaviour (no `behavior`), decided every
 /// [`HPA_SYNC_PERIOD_S`] seconds, named `hpa-defaults-15s`.
 ///
@@ -326,6 +372,12 @@ pub fn hpa_defaults_baseline(
     let mut hpa = policy.clone();
     hpa.metadata.name = format!("hpa-defaults-{HPA_SYNC_PERIOD_S}s");
     hpa.spec.behavior = crate::policy::types::Behavior::default();
+    // HPA reads a rate per sync and knows no burst mode.
+    hpa.spec.behavior.windows = crate::policy::types::Windows {
+        stable_seconds: 1,
+        burst_threshold: 0.0,
+        ..crate::policy::types::Windows::default()
+    };
     simulate_every(&hpa, trace, model, HPA_SYNC_PERIOD_S)
 }
 
@@ -570,7 +622,73 @@ mod tests {
         );
         let mut p: ScalingPolicy = serde_saphyr::from_str(&yaml).unwrap();
         p.spec.behavior = behavior;
+        // These replay the per-second rate of a 1 s tick (the daemon before windows).
+        p.spec.behavior.windows.stable_seconds = 1;
         p
+    }
+
+    /// A policy on the load-balancer signal with `windows`.
+    fn lb_policy(windows: crate::policy::types::Windows) -> ScalingPolicy {
+        let mut p = policy("lb", Behavior::default());
+        p.spec.metrics =
+            serde_saphyr::from_str("[{loadBalancer: {signal: requestRate, targetPerReplica: 10}}]")
+                .unwrap();
+        p.spec.behavior.windows = windows;
+        p
+    }
+
+    #[test]
+    fn burst_mode_takes_a_step_at_once_where_the_rate_policies_would_not() {
+        use crate::policy::types::Windows;
+        let model = Model::default();
+        let burst = simulate(&lb_policy(Windows::default()), &step(), &model).unwrap();
+        let off = Windows {
+            burst_threshold: 0.0,
+            ..Windows::default()
+        };
+        let stable = simulate(&lb_policy(off), &step(), &model).unwrap();
+        let delay_s = model.startup_delay_ms.div_ceil(1000).max(1);
+        assert_eq!(
+            time_to_ready(&burst, 9),
+            Some(10 + delay_s),
+            "{:?}",
+            burst.events
+        );
+        assert_eq!(burst.events.len(), 1, "one step 1 → 9: {:?}", burst.events);
+        assert!(
+            burst.events[0].reason.contains("burst"),
+            "{:?}",
+            burst.events
+        );
+        // Without burst the 6 s window and +4 Pods per 15 s take far longer.
+        let slow = time_to_ready(&stable, 9).expect("reaches 9");
+        assert!(slow >= 10 + delay_s + 10, "{slow}: {:?}", stable.events);
+    }
+
+    #[test]
+    fn the_stable_window_keeps_a_noisy_steady_load_at_one_count() {
+        use crate::policy::types::Windows;
+        // 60 req/s on average, ±15 from one second to the next.
+        let rps: Vec<f64> = (0..120)
+            .map(|s| if s % 2 == 0 { 45.0 } else { 75.0 })
+            .collect();
+        let trace = Trace { rps };
+        let mut steady = policy("steady", Behavior::default());
+        steady.spec.replicas.min = 6;
+        steady.spec.behavior.windows = Windows {
+            burst_threshold: 0.0,
+            ..Windows::default()
+        };
+        let smooth = simulate(&steady, &trace, &Model::default()).unwrap();
+        steady.spec.behavior.windows.stable_seconds = 1;
+        let noisy = simulate(&steady, &trace, &Model::default()).unwrap();
+        assert_eq!(smooth.summary.scale_events, 0, "{:?}", smooth.events);
+        assert_eq!(smooth.summary.peak, 6);
+        assert!(
+            noisy.summary.peak > 6,
+            "a 1 s rate chases the noise: {:?}",
+            noisy.events
+        );
     }
 
     fn step() -> Trace {

@@ -22,6 +22,165 @@ pub struct PolicyLabels {
 }
 
 /// Label set `{policy, metric}`.
+/// Labels of a load-balancer latency quantile.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuantileLabels {
+    /// Policy name.
+    pub policy: String,
+    /// `0.5` or `0.99`.
+    pub quantile: String,
+}
+
+/// Labels of a load-balancer error rate.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorClassLabels {
+    /// Policy name.
+    pub policy: String,
+    /// `5xx` (every 5xx) or `gateway` (502 and 504: a replica unreachable or too slow).
+    pub class: String,
+}
+
+type GaugeF64 = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// The load balancer's view of each policy over its stable window, and the stream's
+/// own counters.
+#[derive(Default)]
+pub struct LbTelemetry {
+    /// `autoscaler_lb_requests_per_second`.
+    pub rate: Family<PolicyLabels, GaugeF64>,
+    /// `autoscaler_lb_concurrency`.
+    pub concurrency: Family<PolicyLabels, GaugeF64>,
+    /// `autoscaler_lb_latency_seconds{quantile}`.
+    pub latency: Family<QuantileLabels, GaugeF64>,
+    /// `autoscaler_lb_errors_per_second{class}`.
+    pub errors: Family<ErrorClassLabels, GaugeF64>,
+    /// `autoscaler_lb_unrouted_requests_per_second`.
+    pub unrouted: Family<PolicyLabels, GaugeF64>,
+    /// `autoscaler_lb_signal_received_total`.
+    pub received: Counter,
+    /// `autoscaler_lb_signal_dropped_total`.
+    pub dropped: Counter,
+    exported: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl LbTelemetry {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "lb_requests_per_second",
+            "Requests nginx finished per second over the stable window (its own answers included)",
+            self.rate.clone(),
+        );
+        registry.register(
+            "lb_concurrency",
+            "Time-average of requests in flight over the stable window (Little's law)",
+            self.concurrency.clone(),
+        );
+        registry.register(
+            "lb_latency_seconds",
+            "Request time percentiles over the stable window, as nginx measured them",
+            self.latency.clone(),
+        );
+        registry.register(
+            "lb_errors_per_second",
+            "5xx (class=5xx) and 502/504 (class=gateway) answers per second over the stable window",
+            self.errors.clone(),
+        );
+        registry.register(
+            "lb_unrouted_requests_per_second",
+            "Requests nginx answered itself (no replica routable) per second",
+            self.unrouted.clone(),
+        );
+        // prometheus-client appends `_total`.
+        registry.register(
+            "lb_signal_received",
+            "Request records of the load-balancer signal received",
+            self.received.clone(),
+        );
+        registry.register(
+            "lb_signal_dropped",
+            "Request records of the load-balancer signal lost (receiver full, unparsable, dropped by the transport)",
+            self.dropped.clone(),
+        );
+    }
+
+    /// Sets the gauges from the policies' [`crate::state::LbStatus`]; a policy without one
+    /// leaves the exposition.
+    fn observe(&self, state: &State) {
+        let mut now = std::collections::BTreeSet::new();
+        for (name, ps) in &state.policies {
+            let Some(lb) = &ps.status.load_balancer else {
+                continue;
+            };
+            now.insert(name.clone());
+            let policy = PolicyLabels {
+                policy: name.clone(),
+            };
+            self.rate.get_or_create(&policy).set(lb.rate);
+            self.concurrency.get_or_create(&policy).set(lb.concurrency);
+            self.unrouted.get_or_create(&policy).set(lb.unrouted_rate);
+            for (q, v) in [("0.5", lb.p50_ms), ("0.99", lb.p99_ms)] {
+                let labels = QuantileLabels {
+                    policy: name.clone(),
+                    quantile: q.to_owned(),
+                };
+                match v {
+                    Some(ms) => {
+                        self.latency.get_or_create(&labels).set(ms / 1000.0);
+                    }
+                    None => {
+                        self.latency.remove(&labels);
+                    }
+                }
+            }
+            for (class, v) in [
+                ("5xx", lb.errors_5xx_rate),
+                ("gateway", lb.gateway_errors_rate),
+            ] {
+                let labels = ErrorClassLabels {
+                    policy: name.clone(),
+                    class: class.to_owned(),
+                };
+                self.errors.get_or_create(&labels).set(v);
+            }
+        }
+        if let Ok(mut exported) = self.exported.lock() {
+            for gone in exported.difference(&now) {
+                let policy = PolicyLabels {
+                    policy: gone.clone(),
+                };
+                self.rate.remove(&policy);
+                self.concurrency.remove(&policy);
+                self.unrouted.remove(&policy);
+                for q in ["0.5", "0.99"] {
+                    self.latency.remove(&QuantileLabels {
+                        policy: gone.clone(),
+                        quantile: q.to_owned(),
+                    });
+                }
+                for class in ["5xx", "gateway"] {
+                    self.errors.remove(&ErrorClassLabels {
+                        policy: gone.clone(),
+                        class: class.to_owned(),
+                    });
+                }
+            }
+            *exported = now;
+        }
+    }
+
+    /// Brings the stream counters up to the hub's totals (they only ever grow).
+    pub fn observe_stream(&self, stats: &crate::signal::StreamStats) {
+        let received = self.received.get();
+        if stats.received_total > received {
+            self.received.inc_by(stats.received_total - received);
+        }
+        let dropped = self.dropped.get();
+        if stats.dropped_total > dropped {
+            self.dropped.inc_by(stats.dropped_total - dropped);
+        }
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MetricLabels {
     /// Policy name.
@@ -104,6 +263,8 @@ pub struct Telemetry {
     pub held_now: std::sync::Mutex<std::collections::BTreeMap<String, u32>>,
     /// Latest state and events for `/status`.
     pub snapshot: RwLock<(State, Vec<Event>)>,
+    /// The load balancer's signal per policy, and the stream's counters.
+    pub lb: LbTelemetry,
     /// False while the Docker engine is unreachable (for `/healthz`).
     pub docker_ok: AtomicBool,
     /// Label sets of the per-policy gauges set so far (removed with their policy).
@@ -221,8 +382,11 @@ impl Telemetry {
             "Cold start: first request held at zero replicas to first byte from a replica",
             activator_cold_start.clone(),
         );
+        let lb = LbTelemetry::default();
+        lb.register(&mut registry);
         Self {
             registry,
+            lb,
             activator_held,
             activator_timeouts,
             activator_rejections,
@@ -322,6 +486,7 @@ impl Telemetry {
                 self.metric_target.get_or_create(&labels).set(m.target);
             }
         }
+        self.lb.observe(state);
         *self.snapshot.write().await = (state.clone(), events);
     }
 }
@@ -329,6 +494,51 @@ impl Telemetry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_load_balancer_signal_is_exported_with_units_and_leaves_with_its_policy() {
+        use crate::state::{LbStatus, PolicyState};
+        let t = Telemetry::new();
+        let mut state = State::default();
+        let mut ps = PolicyState::default();
+        ps.status.load_balancer = Some(LbStatus {
+            window_ms: 6000,
+            rate: 88.25,
+            concurrency: 4.5,
+            p50_ms: Some(12.0),
+            p99_ms: None,
+            errors_5xx_rate: 0.5,
+            gateway_errors_rate: 0.25,
+            unrouted_rate: 0.0,
+        });
+        state.policies.insert("shop".into(), ps);
+        t.observe_state(&state, Vec::new()).await;
+        t.lb.observe_stream(&crate::signal::StreamStats {
+            received_total: 100,
+            dropped_total: 3,
+            ..crate::signal::StreamStats::default()
+        });
+        t.lb.observe_stream(&crate::signal::StreamStats {
+            received_total: 90,
+            dropped_total: 4,
+            ..crate::signal::StreamStats::default()
+        });
+        let text = t.encode();
+        for line in [
+            "autoscaler_lb_requests_per_second{policy=\"shop\"} 88.25",
+            "autoscaler_lb_concurrency{policy=\"shop\"} 4.5",
+            "autoscaler_lb_latency_seconds{policy=\"shop\",quantile=\"0.5\"} 0.012",
+            "autoscaler_lb_errors_per_second{policy=\"shop\",class=\"gateway\"} 0.25",
+            "autoscaler_lb_signal_received_total 100",
+            "autoscaler_lb_signal_dropped_total 4",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+        assert!(!text.contains("quantile=\"0.99\""), "no p99 without data");
+        state.policies.clear();
+        t.observe_state(&state, Vec::new()).await;
+        assert!(!t.encode().contains("shop"), "{}", t.encode());
+    }
 
     #[tokio::test]
     async fn gauges_of_a_removed_policy_leave_the_exposition() {

@@ -239,3 +239,19 @@ async fn binding_a_taken_port_is_a_bind_error_naming_the_address() {
     );
     assert!(err.to_string().contains(&addr.to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_off_answers_404_and_everything_else_still_works() {
+    let server = start(DemoConfig {
+        expose_metrics: false,
+        ..DemoConfig::default()
+    })
+    .await;
+    let client = client();
+    let get = |path: &str| client.get(format!("{}{path}", server.base)).send();
+    assert_eq!(get("/metrics").await.unwrap().status(), 404);
+    assert_eq!(get("/").await.unwrap().status(), 200);
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    server.stop.unwrap().send(()).unwrap();
+    server.task.await.unwrap().unwrap();
+}

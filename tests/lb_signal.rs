@@ -245,11 +245,24 @@ async fn survives_receiver_restart(tag: &str, endpoint: Endpoint, listen: u16, b
     if let Endpoint::Unix(path) = &endpoint {
         assert!(!path.exists(), "socket file removed on exit");
     }
+    let log_before = std::fs::read_to_string(lb.error_log_path()).unwrap_or_default();
     let statuses = get_n(&client, &url, 200).await;
     assert!(
         statuses.iter().all(|s| *s == StatusCode::OK),
         "{statuses:?}"
     );
+    let log_after = std::fs::read_to_string(lb.error_log_path()).unwrap_or_default();
+    if matches!(endpoint, Endpoint::Udp(_)) {
+        // A failed send is an [error] of the main context, which logs only `crit`: the
+        // log does not grow a line per request while the operator is away. (A unix socket
+        // gives a `connect() failed` [alert] per request: one reason UDP is the default.)
+        assert_eq!(
+            log_after.lines().count(),
+            log_before.lines().count(),
+            "{}",
+            &log_after[log_before.len().min(log_after.len())..]
+        );
+    }
 
     // Restart on the same endpoint (for unix, leave a stale file like a crash would).
     let bound = match &endpoint {

@@ -30,6 +30,10 @@ struct Args {
     /// Answer 503 on `/healthz` for this long after start (e.g. `2s`, `500ms`).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     ready_delay: Duration,
+    /// Answer 404 on `/metrics`: stand for an image that exposes no metrics (scale it on
+    /// the load balancer's signal).
+    #[arg(long, env = "DEMO_NO_METRICS")]
+    no_metrics: bool,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "DEMO_LOG", default_value = "info")]
     log: String,
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         latency: Duration::from_millis(args.latency_ms),
         work: Duration::from_micros(args.work_us),
         ready_delay: args.ready_delay,
+        expose_metrics: !args.no_metrics,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -183,7 +183,10 @@ async fn daemon(
         runtime,
         lb,
         args.operator.state(),
-        args.operator.settings(),
+        crate::reconcile::OperatorSettings {
+            signal: signal_hub.clone(),
+            ..args.operator.settings()
+        },
     ) {
         // Scale to zero reads idle time from the signal hub.
         Ok(op) => Arc::new(op.with_activator(registry, activator_addr, signal_hub.clone())),

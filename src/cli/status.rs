@@ -118,8 +118,9 @@ fn render(dir: &StateDir, args: &Args) -> Result<String, StatusError> {
         .map(|line| format!("warning: {line}\n"))
         .collect();
     Ok(format!(
-        "{}{}{warnings}",
+        "{}{}{}{warnings}",
         table(&state, &events, now, terminal_width()),
+        lb_table(&state),
         daemon.line(&state, now)
     ))
 }
@@ -289,6 +290,46 @@ pub fn table(state: &State, events: &[Event], now_ms: u64, width: Option<u16>) -
     let mut text = table.trim_fmt();
     text.push('\n');
     text
+}
+
+/// The load balancer's view of the policies that scale on it (nothing when none has
+/// data): request rate, concurrency, p50/p99 latency, share of 5xx and nginx's own answers.
+pub fn lb_table(state: &State) -> String {
+    let rows: Vec<(&String, &crate::state::LbStatus)> = state
+        .policies
+        .iter()
+        .filter_map(|(name, ps)| ps.status.load_balancer.as_ref().map(|lb| (name, lb)))
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut table = Table::new();
+    table.load_style(comfy_table::presets::NOTHING);
+    table.set_content_arrangement(ContentArrangement::Disabled);
+    table.set_header(vec![
+        "POLICY",
+        "WINDOW",
+        "RATE",
+        "CONCURRENCY",
+        "P50",
+        "P99",
+        "5XX",
+        "UNROUTED",
+    ]);
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}ms"));
+    for (name, lb) in rows {
+        table.add_row(vec![
+            name.clone(),
+            format!("{}s", lb.window_ms.div_ceil(1000)),
+            format!("{:.1}/s", lb.rate),
+            format!("{:.2}", lb.concurrency),
+            ms(lb.p50_ms),
+            ms(lb.p99_ms),
+            format!("{:.1}%", lb.error_ratio() * 100.0),
+            format!("{:.1}/s", lb.unrouted_rate),
+        ]);
+    }
+    format!("load balancer:\n{}\n", table.trim_fmt())
 }
 
 /// `status --json`: per policy its status (camelCase) and times in RFC 3339.

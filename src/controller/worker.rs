@@ -1,7 +1,7 @@
 //! One policy's worker: reconcile on trigger or tick, back off on error, tear down on removal.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
@@ -33,12 +33,15 @@ pub enum Trigger {
     PolicyChange,
     /// The activator holds a request of a scale-to-zero policy at zero: a replica, now.
     Activation,
+    /// The load balancer's signal called for burst mode between ticks.
+    Burst,
 }
 
 impl Trigger {
     /// Wake-up triggers, most telling first: the one a pass is recorded under when several collapse.
-    const WAKES: [Trigger; 4] = [
+    const WAKES: [Trigger; 5] = [
         Trigger::Activation,
+        Trigger::Burst,
         Trigger::PolicyChange,
         Trigger::DockerEvent,
         Trigger::Resync,
@@ -55,11 +58,16 @@ impl Trigger {
             Trigger::Resync => "resync",
             Trigger::PolicyChange => "policy_change",
             Trigger::Activation => "activation",
+            Trigger::Burst => "burst",
         }
     }
 
-    fn bit(self) -> u8 {
-        1 << (self as u8)
+    // `Wake::pending` holds one bit per trigger; the last variant must still fit.
+    const FITS: () = assert!((Trigger::Burst as u32) < u16::BITS);
+
+    fn bit(self) -> u16 {
+        let () = Self::FITS;
+        1 << (self as u16)
     }
 }
 
@@ -67,7 +75,7 @@ impl Trigger {
 #[derive(Debug, Default)]
 pub struct Wake {
     notify: Notify,
-    pending: AtomicU8,
+    pending: AtomicU16,
 }
 
 impl Wake {
@@ -100,13 +108,33 @@ pub(super) struct WorkerContext<R, L> {
 /// Runs until shutdown, or until the policy leaves a valid policy set (then tears it down).
 pub(super) async fn run<R: Runtime + 'static, L: LoadBalancer>(ctx: WorkerContext<R, L>) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
-    let mut delay = Duration::ZERO;
+    let mut delay;
+    // A deadline, not a sleep per wait: burst checks between ticks must not push it back.
+    let mut deadline = tokio::time::Instant::now();
     let mut timer = Trigger::Start;
+    // New requests of the policy reported by nginx: each batch runs the burst check.
+    let mut activity = Some(ctx.op.signal().activity(&ctx.name));
     loop {
-        let timed_out = tokio::select! {
+        let woke = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
-            _ = ctx.wake.notify.notified() => false,
-            _ = tokio::time::sleep(delay) => true,
+            _ = ctx.wake.notify.notified() => Woke::Notified,
+            _ = tokio::time::sleep_until(deadline) => Woke::Timer,
+            ok = next_activity(&mut activity) => Woke::Activity(ok),
+        };
+        let timed_out = match woke {
+            Woke::Notified => false,
+            Woke::Timer => true,
+            Woke::Activity(false) => {
+                // No sender any more (no receiver in this process): stop listening.
+                activity = None;
+                continue;
+            }
+            Woke::Activity(true) => {
+                if burst_due(&ctx).await {
+                    ctx.wake.wake(Trigger::Burst);
+                }
+                continue;
+            }
         };
         let trigger = match (ctx.wake.take(), timed_out) {
             (Some(woken), _) => woken,
@@ -133,7 +161,7 @@ pub(super) async fn run<R: Runtime + 'static, L: LoadBalancer>(ctx: WorkerContex
                 ctx.done.store(true, Ordering::SeqCst);
                 return;
             }
-            delay = Duration::ZERO;
+            deadline = tokio::time::Instant::now();
             continue;
         };
         tracing::debug!(policy = %ctx.name, trigger = trigger.as_str(), "reconcile pass");
@@ -206,7 +234,43 @@ pub(super) async fn run<R: Runtime + 'static, L: LoadBalancer>(ctx: WorkerContex
                 ctx.op.note_error(&ctx.name, &e).await;
             }
         }
+        deadline = tokio::time::Instant::now() + delay;
         publish(&ctx.op, &ctx.telemetry).await;
+    }
+}
+
+/// Why a worker's wait ended.
+enum Woke {
+    Notified,
+    Timer,
+    /// The signal's activity changed (`true`) or its sender is gone (`false`).
+    Activity(bool),
+}
+
+/// The next change of `activity`; never, without one.
+async fn next_activity(activity: &mut Option<watch::Receiver<u64>>) -> bool {
+    match activity {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether the policy's load-balancer signal calls for burst mode now (a cheap check:
+/// a few window reads, no engine call).
+async fn burst_due<R: Runtime + 'static, L: LoadBalancer>(ctx: &WorkerContext<R, L>) -> bool {
+    let policy = {
+        let set = ctx.policies.borrow();
+        set.policies.get(&ctx.name).map(|p| p.policy.clone())
+    };
+    let Some(policy) = policy else {
+        return false;
+    };
+    match ctx.op.burst_check(&policy).await {
+        Some(wanted) => {
+            tracing::info!(policy = %ctx.name, wanted, "burst: the load balancer's signal asks for a pass now");
+            true
+        }
+        None => false,
     }
 }
 
@@ -279,5 +343,114 @@ pub(super) async fn publish<R: Runtime + 'static, L: LoadBalancer>(
     let state = op.state().await;
     let events = op.recent_events();
     telemetry.reloads.set(op.reload_count() as i64);
+    telemetry.lb.observe_stream(&op.signal().stats());
     telemetry.observe_state(&state, events).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::policy_files::LoadedPolicy;
+    use crate::reconcile::OperatorSettings;
+    use crate::reconcile::testing::Fakes;
+    use crate::state::StateDir;
+
+    const POLICY: &str = "apiVersion: autoscaler.dev/v1alpha1
+kind: ScalingPolicy
+metadata: {name: web}
+spec:
+  template:
+    image: demo:latest
+    containerPort: 8000
+    readiness: {httpGet: {path: /healthz}, periodMillis: 50, timeoutSeconds: 5}
+  replicas: {min: 1, max: 10}
+  ports: {hostIp: 127.0.0.1, range: 8001-8020}
+  loadBalancer: {listen: 127.0.0.1:8080}
+  metrics: [{loadBalancer: {signal: requestRate, targetPerReplica: 10}}]
+  behavior:
+    windows: {stableSeconds: 2}
+";
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_runs_a_pass_between_ticks() {
+        let fakes = Fakes::new();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = OperatorSettings {
+            instance: "t".to_owned(),
+            ..OperatorSettings::default()
+        };
+        let op = Arc::new(
+            crate::reconcile::Operator::with_seams(
+                fakes.runtime("t"),
+                fakes.lb(),
+                StateDir::new(dir.path()),
+                settings,
+                fakes.seams(),
+            )
+            .expect("operator"),
+        );
+        let policy = crate::policy::parse_str(POLICY, "web.yaml")
+            .expect("policy")
+            .remove(0)
+            .0;
+        op.prepare(&[&policy], PassMode::Apply)
+            .await
+            .expect("prepare");
+        let set = PolicySet {
+            policies: BTreeMap::from([(
+                "web".to_owned(),
+                LoadedPolicy {
+                    policy,
+                    file: "web.yaml".into(),
+                    line: 1,
+                },
+            )]),
+            files: Vec::new(),
+            invalid: None,
+        };
+        let (_keep, policies) = watch::channel(set);
+        let telemetry = Arc::new(Telemetry::new());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(WorkerContext {
+            op: op.clone(),
+            name: "web".to_owned(),
+            // An hour between ticks: only the burst trigger can scale within the test.
+            interval: Duration::from_secs(3600),
+            wake: Arc::new(Wake::default()),
+            policies,
+            telemetry: telemetry.clone(),
+            shutdown: shutdown.clone(),
+            done: Arc::new(AtomicBool::new(false)),
+        }));
+        for _ in 0..100 {
+            if fakes.running("web").len() == 1 && fakes.upstream_ports("web").is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(fakes.running("web").len(), 1, "the start pass");
+        fakes.lb_load("web", 5.0, 2_000, 10).await;
+        assert_eq!(fakes.running("web").len(), 1, "5/s is one replica's load");
+        fakes.lb_load("web", 90.0, 400, 10).await;
+        for _ in 0..200 {
+            if fakes.running("web").len() >= 9 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let bursts = telemetry
+            .reconcile_triggers
+            .get_or_create(&TriggerLabels {
+                policy: "web".to_owned(),
+                trigger: "burst".to_owned(),
+            })
+            .get();
+        assert!(bursts >= 1, "a pass ran on the burst trigger");
+        assert_eq!(fakes.running("web").len(), 9, "1 → 9 without a tick");
+        shutdown.cancel();
+        task.await.expect("worker ends on shutdown");
+    }
 }

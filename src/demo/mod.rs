@@ -4,7 +4,8 @@
 //! (`latency`) and spin the CPU (`work`) so that load is realistic; `/metrics` exposes
 //! `http_requests_total{path,code}` (scrapes of `/metrics` and `/healthz` are not
 //! counted), `http_requests_in_flight` (what the operator's drain waits on) and
-//! `process_start_time_seconds`. [`serve`] stops accepting when `shutdown` resolves and
+//! `process_start_time_seconds` (unless `expose_metrics` is off: then `/metrics` is a
+//! 404, an image with nothing to scrape). [`serve`] stops accepting when `shutdown` resolves and
 //! returns once every in-flight request has been answered.
 
 mod metrics;
@@ -36,6 +37,9 @@ pub struct DemoConfig {
     pub work: Duration,
     /// `/healthz` answers 503 until this long after start, to simulate slow start.
     pub ready_delay: Duration,
+    /// Whether `/metrics` is served; off, it answers 404 like any unknown path, so the
+    /// image stands for one that exposes nothing (scaled on the load balancer's signal).
+    pub expose_metrics: bool,
 }
 
 impl Default for DemoConfig {
@@ -46,6 +50,7 @@ impl Default for DemoConfig {
             latency: Duration::ZERO,
             work: Duration::ZERO,
             ready_delay: Duration::ZERO,
+            expose_metrics: true,
         }
     }
 }
@@ -138,9 +143,13 @@ pub fn router(config: &DemoConfig, port: u16, metrics: DemoMetrics) -> Router {
         ready_at: Instant::now() + config.ready_delay,
         metrics,
     });
-    Router::new()
-        .route("/", get(index))
-        .route("/metrics", get(metrics_page))
+    let routes = Router::new().route("/", get(index));
+    let routes = if config.expose_metrics {
+        routes.route("/metrics", get(metrics_page))
+    } else {
+        routes
+    };
+    routes
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .with_state(state)

@@ -52,7 +52,11 @@
 //!   policy's server block sets `$autoscaler_policy` and logs each request with
 //!   `access_log syslog:server=ENDPOINT,nohostname,tag=autoscaler` (one datagram per
 //!   request, sent non-blocking: a record is dropped, never waited for). The live-check
-//!   location keeps `access_log off`. Without an endpoint (`reconcile --once`, `diff`, no
+//!   location keeps `access_log off`. Managed mode logs the main context at `crit`
+//!   (with the signal on, a stopped operator makes each request's send fail with an
+//!   `[error]` there: an unbounded stream of lines nobody rotates while the operator is
+//!   down) and the `http` context at `error` (a unix socket's full queue gives a `[warn]`
+//!   per lost record there). Without an endpoint (`reconcile --once`, `diff`, no
 //!   receiver) nothing is logged, as before.
 //! - **Live check.** `return` runs in nginx's rewrite phase, before `allow`/`deny`
 //!   would, so the check location refuses other hosts with

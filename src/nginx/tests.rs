@@ -288,7 +288,8 @@ fn managed_config_keeps_everything_under_the_prefix() {
     for want in [
         "worker_processes 2;",
         "pid /srv/a-b_c.d/nginx/nginx.pid;",
-        "error_log /srv/a-b_c.d/nginx/error.log warn;",
+        "error_log /srv/a-b_c.d/nginx/error.log crit;",
+        "error_log /srv/a-b_c.d/nginx/error.log error;",
         "worker_shutdown_timeout 35s;",
         "client_body_temp_path /srv/a-b_c.d/nginx/client_body_temp;",
         "proxy_temp_path /srv/a-b_c.d/nginx/proxy_temp;",

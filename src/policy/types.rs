@@ -292,6 +292,8 @@ pub enum MetricSpec {
     RequestRate(RequestRateMetric),
     /// An instant query against a Prometheus server; its value is the total over replicas.
     Prometheus(PrometheusMetric),
+    /// What nginx saw of the service's requests (rate or concurrency): no `/metrics` needed.
+    LoadBalancer(LoadBalancerMetric),
 }
 
 impl MetricSpec {
@@ -300,6 +302,7 @@ impl MetricSpec {
         match self {
             MetricSpec::RequestRate(m) => m.target_per_replica,
             MetricSpec::Prometheus(m) => m.target_per_replica,
+            MetricSpec::LoadBalancer(m) => m.target_per_replica,
         }
     }
 
@@ -308,6 +311,7 @@ impl MetricSpec {
         match self {
             MetricSpec::RequestRate(m) => format!("requestRate({})", m.counter),
             MetricSpec::Prometheus(m) => format!("prometheus({})", m.query),
+            MetricSpec::LoadBalancer(m) => format!("loadBalancer({})", m.signal.as_str()),
         }
     }
 }
@@ -388,6 +392,39 @@ pub struct BasicAuth {
     pub password_file: String,
 }
 
+/// The load balancer's own view of the service: every request nginx proxied or answered
+/// (its 503s while no replica is routable included, so a policy at its floor sees its
+/// demand). The reading is a service-wide total over `spec.behavior.windows`: desired =
+/// ⌈total / targetPerReplica⌉.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoadBalancerMetric {
+    /// `requestRate` (requests per second) or `concurrency` (requests in flight).
+    pub signal: LbSignal,
+    /// Desired value per replica (requests per second, or requests in flight).
+    pub target_per_replica: f64,
+}
+
+/// Which figure of the load-balancer signal a [`LoadBalancerMetric`] scales on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum LbSignal {
+    /// Requests finished per second, all statuses.
+    RequestRate,
+    /// Time-average of requests in flight (Little's law: summed request time / window).
+    Concurrency,
+}
+
+impl LbSignal {
+    /// The name as written in the resource.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LbSignal::RequestRate => "requestRate",
+            LbSignal::Concurrency => "concurrency",
+        }
+    }
+}
+
 /// Which decision rule turns metrics into a replica count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -419,6 +456,10 @@ pub struct Behavior {
     /// Bounds of the `threshold` strategy.
     #[serde(default)]
     pub threshold: Threshold,
+    /// Windows the metrics are read over, and the burst mode (defaults: 6 s stable
+    /// window; 1 s burst window at 2× the current count).
+    #[serde(default)]
+    pub windows: Windows,
 }
 
 impl Default for Behavior {
@@ -429,8 +470,67 @@ impl Default for Behavior {
             scale_up: ScalingRules::default(),
             scale_down: ScalingRules::default(),
             threshold: Threshold::default(),
+            windows: Windows::default(),
         }
     }
+}
+
+/// Windows the metrics are read over, and the burst mode (Knative's panic mode).
+///
+/// The *stable* window smooths: `loadBalancer` metrics average over it, and `requestRate`
+/// scrapes take their rate between the newest sample and the one about this long ago (a
+/// 1 s tick's rate is noisy). The *burst* window reacts: a `loadBalancer` metric is also
+/// read over the shortest part of it holding enough requests to be trusted (so a step is
+/// seen in a few hundred milliseconds, from requests that all came after it); when that
+/// asks for at least `burstThreshold` × the current count, the policy scales up at once
+/// (without waiting for the tick, past the scale-up rate policies, up to `replicas.max`)
+/// and does not scale down until the stable window has passed without a new burst.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Windows {
+    /// Length of the stable window in seconds (default 6; 1..=60).
+    #[serde(default = "default_stable_seconds")]
+    pub stable_seconds: u32,
+    /// Longest burst window in milliseconds (default 1000; 100..=60000, at most the
+    /// stable window).
+    #[serde(default = "default_burst_millis")]
+    pub burst_millis: u32,
+    /// Burst when the burst reading asks for at least this many times the current count
+    /// (default 2.0, as Knative's panic threshold of 200 %; > 1, or 0 to turn burst off).
+    #[serde(default = "default_burst_threshold")]
+    pub burst_threshold: f64,
+}
+
+impl Default for Windows {
+    fn default() -> Self {
+        Self {
+            stable_seconds: default_stable_seconds(),
+            burst_millis: default_burst_millis(),
+            burst_threshold: default_burst_threshold(),
+        }
+    }
+}
+
+impl Windows {
+    /// The stable window in milliseconds.
+    pub fn stable_ms(&self) -> u64 {
+        u64::from(self.stable_seconds) * 1000
+    }
+
+    /// Whether burst mode is on.
+    pub fn burst_enabled(&self) -> bool {
+        self.burst_threshold > 0.0
+    }
+}
+
+fn default_stable_seconds() -> u32 {
+    6
+}
+fn default_burst_millis() -> u32 {
+    1000
+}
+fn default_burst_threshold() -> f64 {
+    2.0
 }
 
 fn default_tolerance() -> f64 {

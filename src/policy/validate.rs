@@ -12,7 +12,7 @@ use super::locate::join_key;
 use super::parse::ParsedPolicy;
 use super::types::{
     API_VERSION, KIND, MetricSpec, PrometheusAuth, PrometheusMetric, RatePolicyKind, ScalingPolicy,
-    ScalingRules, SelectPolicy,
+    ScalingRules, SelectPolicy, Windows,
 };
 
 /// Longest stabilization window accepted, in seconds (HPA's limit).
@@ -27,6 +27,12 @@ pub const MAX_IDLE_SECONDS: u64 = 86_400;
 pub const MAX_PENDING: u32 = 10_000;
 /// Longest `scaleToZero.timeoutSeconds` accepted.
 pub const MAX_ACTIVATION_SECONDS: u64 = 600;
+/// Longest stable window accepted, in seconds (the signal keeps 60 s of windows).
+pub const MAX_STABLE_SECONDS: u32 = 60;
+/// Shortest burst window accepted, in milliseconds (below it a window holds too few requests).
+pub const MIN_BURST_MILLIS: u64 = 100;
+/// Longest burst window accepted, in milliseconds.
+pub const MAX_BURST_MILLIS: u64 = 60_000;
 /// Smallest memory limit Docker accepts (6 MiB).
 pub const MIN_MEMORY_BYTES: u64 = 6 << 20;
 
@@ -223,6 +229,10 @@ pub fn check_policy(p: &ScalingPolicy) -> Vec<Violation> {
                 c.positive_finite(&format!("{base}.targetPerReplica"), pm.target_per_replica);
                 check_prometheus_access(&mut c, &base, pm);
             }
+            MetricSpec::LoadBalancer(lb) => {
+                let base = format!("spec.metrics[{i}].loadBalancer");
+                c.positive_finite(&format!("{base}.targetPerReplica"), lb.target_per_replica);
+            }
         }
     }
 
@@ -234,6 +244,7 @@ pub fn check_policy(p: &ScalingPolicy) -> Vec<Violation> {
             format!("must be in [0, 1), got {}", b.tolerance),
         );
     }
+    check_windows(&mut c, &b.windows);
     check_rules(&mut c, "spec.behavior.scaleUp", &b.scale_up);
     check_rules(&mut c, "spec.behavior.scaleDown", &b.scale_down);
     let th = &b.threshold;
@@ -407,6 +418,36 @@ fn check_scale_to_zero(c: &mut Checks, s: &super::types::PolicySpec) {
             }
         }
         (None, _) => {}
+    }
+}
+
+fn check_windows(c: &mut Checks, w: &Windows) {
+    let base = "spec.behavior.windows";
+    if !(1..=MAX_STABLE_SECONDS).contains(&w.stable_seconds) {
+        c.push(
+            format!("{base}.stableSeconds"),
+            format!(
+                "must be in 1..={MAX_STABLE_SECONDS}, got {}",
+                w.stable_seconds
+            ),
+        );
+    }
+    let burst_max = MAX_BURST_MILLIS.min(u64::from(w.stable_seconds) * 1000);
+    if !(MIN_BURST_MILLIS..=burst_max).contains(&u64::from(w.burst_millis)) {
+        c.push(
+            format!("{base}.burstMillis"),
+            format!(
+                "must be in {MIN_BURST_MILLIS}..={burst_max} (at most the stable window), got {}",
+                w.burst_millis
+            ),
+        );
+    }
+    let t = w.burst_threshold;
+    if !(t.is_finite() && (t == 0.0 || (t > 1.0 && t <= 100.0))) {
+        c.push(
+            format!("{base}.burstThreshold"),
+            format!("must be above 1 and at most 100 (or 0: no burst mode), got {t}"),
+        );
     }
 }
 
@@ -740,6 +781,42 @@ spec:
                 "timeoutSeconds: 30 => timeoutSeconds: 3601",
                 "spec.drain.timeoutSeconds",
             ),
+            (
+                "[{requestRate: {targetPerReplica: 10}}] => [{loadBalancer: {signal: concurrency, targetPerReplica: 0}}]",
+                "spec.metrics[0].loadBalancer.targetPerReplica",
+            ),
+            (
+                "[{requestRate: {targetPerReplica: 10}}] => [{loadBalancer: {signal: requestRate, targetPerReplica: .nan}}]",
+                "spec.metrics[0].loadBalancer.targetPerReplica",
+            ),
+            (
+                "behavior: {} => behavior: {windows: {stableSeconds: 0}}",
+                "spec.behavior.windows.stableSeconds",
+            ),
+            (
+                "behavior: {} => behavior: {windows: {stableSeconds: 61}}",
+                "spec.behavior.windows.stableSeconds",
+            ),
+            (
+                "behavior: {} => behavior: {windows: {burstMillis: 50}}",
+                "spec.behavior.windows.burstMillis",
+            ),
+            (
+                "behavior: {} => behavior: {windows: {stableSeconds: 2, burstMillis: 3000}}",
+                "spec.behavior.windows.burstMillis",
+            ),
+            (
+                "behavior: {} => behavior: {windows: {burstThreshold: 1}}",
+                "spec.behavior.windows.burstThreshold",
+            ),
+            (
+                "behavior: {} => behavior: {windows: {burstThreshold: -2}}",
+                "spec.behavior.windows.burstThreshold",
+            ),
+            (
+                "behavior: {} => behavior: {windows: {burstThreshold: .inf}}",
+                "spec.behavior.windows.burstThreshold",
+            ),
         ];
         for (edit, path) in cases {
             let found = check_policy(&policy(edit));
@@ -767,6 +844,9 @@ spec:
             "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 300}",
             "min: 1, max: 10} => min: 0, max: 1}\n  scaleToZero: {idleSeconds: 1, maxPending: 1, timeoutSeconds: 1}",
             "min: 1, max: 10} => min: 0, max: 10}\n  scaleToZero: {idleSeconds: 86400, maxPending: 10000, timeoutSeconds: 600}",
+            "[{requestRate: {targetPerReplica: 10}}] => [{loadBalancer: {signal: requestRate, targetPerReplica: 10}}, {loadBalancer: {signal: concurrency, targetPerReplica: 4}}]",
+            "behavior: {} => behavior: {windows: {stableSeconds: 1, burstMillis: 1000, burstThreshold: 0}}",
+            "behavior: {} => behavior: {windows: {stableSeconds: 60, burstMillis: 100, burstThreshold: 1.01}}",
         ] {
             assert_eq!(check_policy(&policy(edit)), vec![], "{edit}");
         }

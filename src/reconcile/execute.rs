@@ -66,7 +66,7 @@ fn metrics_path(policy: &ScalingPolicy) -> String {
         .iter()
         .find_map(|m| match m {
             MetricSpec::RequestRate(r) => Some(r.path.clone()),
-            MetricSpec::Prometheus(_) => None,
+            MetricSpec::Prometheus(_) | MetricSpec::LoadBalancer(_) => None,
         })
         .unwrap_or_else(|| "/metrics".to_owned())
 }

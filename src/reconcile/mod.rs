@@ -3,6 +3,7 @@
 //! # Layout
 //! - this file: [`Operator`] and the pass itself, readable top to bottom;
 //! - [`observe`]: containers, readiness, host ports and metrics into plain values;
+//! - [`lb_signal`]: the load balancer's signal as metric readings, burst check and status;
 //! - [`execute`]: runs a plan's steps in order, same-kind steps concurrently;
 //! - [`retire`]: drain, stop and remove of a replica, in the background;
 //! - `remove.rs`: tearing a whole policy down (`down`, a policy gone from its file);
@@ -22,6 +23,7 @@
 pub mod error;
 pub mod events;
 pub mod execute;
+pub mod lb_signal;
 pub mod observe;
 mod remove;
 pub mod retire;
@@ -60,6 +62,7 @@ use crate::plan::{self, Desired, Plan, Step};
 use crate::policy::ScalingPolicy;
 use crate::policy_files::LoadErrors;
 use crate::runtime::Runtime;
+use crate::scaling::windows::SampleWindows;
 use crate::scaling::{self, Decision, DecisionInput};
 use crate::state::{Event, State, StateDir, UpstreamSettings};
 
@@ -125,6 +128,9 @@ pub struct OperatorSettings {
     pub scrape_timeout: Duration,
     /// The operator instance (part of every container name).
     pub instance: String,
+    /// The load balancer's signal (`run` hands in the hub its receiver fills; empty
+    /// otherwise, so `loadBalancer` metrics read as unavailable).
+    pub signal: crate::signal::SignalHub,
 }
 
 impl Default for OperatorSettings {
@@ -133,6 +139,7 @@ impl Default for OperatorSettings {
             probe_timeout: Duration::from_millis(1000),
             scrape_timeout: Duration::from_millis(1000),
             instance: "default".to_owned(),
+            signal: crate::signal::SignalHub::new(),
         }
     }
 }
@@ -148,6 +155,10 @@ pub struct Operator<R, L> {
     table: UpstreamTable,
     events: Arc<EventLog>,
     retirements: Retirements,
+    /// Each policy's announced request count over its burst window (the burst reading).
+    activity: std::sync::Mutex<BTreeMap<String, ActivityTrack>>,
+    /// Counter samples of every policy over its stable window (rates over the window).
+    sample_windows: std::sync::Mutex<BTreeMap<String, SampleWindows>>,
     /// One pass or teardown per policy at a time.
     policy_locks: std::sync::Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
     /// Cancelled on graceful shutdown: the executor stops between steps.
@@ -164,7 +175,7 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         state_dir: StateDir,
         settings: OperatorSettings,
     ) -> Result<Self, crate::error::Error> {
-        let seams = Seams::real(settings.scrape_timeout)?;
+        let seams = Seams::real(settings.scrape_timeout, settings.signal.clone())?;
         Ok(Self::with_seams(runtime, lb, state_dir, settings, seams)?)
     }
 
@@ -193,6 +204,8 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
             table: UpstreamTable::default(),
             events,
             retirements: Retirements::default(),
+            sample_windows: std::sync::Mutex::new(BTreeMap::new()),
+            activity: std::sync::Mutex::new(BTreeMap::new()),
             policy_locks: std::sync::Mutex::new(BTreeMap::new()),
             shutdown: CancellationToken::new(),
             zero: zero::ZeroHooks::default(),
@@ -292,8 +305,19 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
             )
         };
         let alive = obs.alive(readiness_timeout(policy));
-        let metrics = observe::metrics(&self.seams, policy, &alive, &obs.addrs, &previous).await;
+        let window_ms = policy.spec.behavior.windows.stable_ms();
+        let previous = self.with_windows(&policy.metadata.name, |w| {
+            w.previous(self.seams.clock.now_ms(), window_ms, &previous)
+        });
+        let counted = self.counted_rate(policy, false);
+        let metrics =
+            observe::metrics(&self.seams, policy, &alive, &obs.addrs, &previous, counted).await;
         let now_ms = self.seams.clock.now_ms();
+        let ids: BTreeSet<&str> = obs.replicas.iter().map(|r| r.id.as_str()).collect();
+        self.with_windows(&policy.metadata.name, |w| {
+            w.retain(|key| ids.contains(crate::metrics::aggregate::sample_owner(key)));
+            w.record(metrics.samples.clone(), now_ms, window_ms);
+        });
         let zero = self.zero.input(policy, &metrics.inputs, now_ms);
         let decision = scaling::idle::decide_with_zero(
             &DecisionInput {
@@ -370,6 +394,7 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
             .entry(policy.metadata.name.clone())
             .or_default();
         ps.upstream = settings_of(policy);
+        ps.status.load_balancer = lb_signal::status(self.seams.signal.as_ref(), policy);
         status::record_decision(
             ps,
             decision,
@@ -411,6 +436,14 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         let current = obs.alive(readiness_timeout(policy)).len() as u32;
         let mut state = self.state.lock().await;
         let ps = state.policies.entry(name.to_owned()).or_default();
+        let window_ms = policy.spec.behavior.windows.stable_ms();
+        self.with_windows(name, |w| {
+            w.record(
+                execution.baselines.clone(),
+                self.seams.clock.now_ms(),
+                window_ms,
+            );
+        });
         ps.samples.extend(execution.baselines);
         let event = report.decision.as_ref().and_then(|d| {
             status::scale_event(ps, d, current, report.error.is_some(), self.events.now_ms())
@@ -632,6 +665,66 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
         self.state.lock().await.clone()
     }
 
+    /// Runs `f` on the policy's sample windows.
+    fn with_windows<T>(&self, policy: &str, f: impl FnOnce(&mut SampleWindows) -> T) -> T {
+        match self.sample_windows.lock() {
+            Ok(mut all) => f(all.entry(policy.to_owned()).or_default()),
+            // A poisoned lock loses the window, never the pass: rates fall back to the
+            // last stored sample.
+            Err(_) => f(&mut SampleWindows::default()),
+        }
+    }
+
+    /// The burst trigger's cheap check (no container listing, no scrape): the burst count
+    /// when the load balancer's signal calls for burst mode at the policy's last known
+    /// count. The daemon's worker runs it on every batch of requests and passes at once.
+    pub async fn burst_check(&self, policy: &ScalingPolicy) -> Option<u32> {
+        let current = {
+            let state = self.state.lock().await;
+            state
+                .policies
+                .get(&policy.metadata.name)
+                .map_or(0, |ps| ps.status.desired.max(ps.status.ready))
+        };
+        let counted = self.counted_rate(policy, true);
+        lb_signal::burst_check(self.seams.signal.as_ref(), policy, current, counted)
+    }
+
+    /// The burst request rate from the policy's announced request counts (exact counts at
+    /// the times they were announced). `sample`: take the count now (call it right after an
+    /// announcement, as the burst trigger does; between announcements the count is stale).
+    /// `None` when no announcement came within the burst window (then the signal's windows
+    /// are read instead); `Some(None)` when the counts hold no trusted reading.
+    fn counted_rate(&self, policy: &ScalingPolicy, sample: bool) -> Option<Option<f64>> {
+        let w = &policy.spec.behavior.windows;
+        if !w.burst_enabled() {
+            return None;
+        }
+        let burst_ms = u64::from(w.burst_millis);
+        let now = self.seams.clock.now_ms();
+        let mut all = self.activity.lock().ok()?;
+        let track = all
+            .entry(policy.metadata.name.clone())
+            .or_insert_with(|| ActivityTrack {
+                rx: self.seams.signal.activity(&policy.metadata.name),
+                samples: Default::default(),
+            });
+        if sample {
+            let count = *track.rx.borrow_and_update();
+            track.samples.push(now, count, burst_ms.saturating_mul(2));
+        }
+        let fresh = track
+            .samples
+            .newest_ms()
+            .is_some_and(|t| now.saturating_sub(t) <= burst_ms);
+        fresh.then(|| track.samples.burst_rate(burst_ms).map(|r| r.value))
+    }
+
+    /// The load balancer's signal (the daemon's burst trigger waits on its activity).
+    pub fn signal(&self) -> &Arc<dyn seams::LoadSignal> {
+        &self.seams.signal
+    }
+
     fn policy_lock(&self, name: &str) -> Arc<Mutex<()>> {
         match self.policy_locks.lock() {
             Ok(mut locks) => locks.entry(name.to_owned()).or_default().clone(),
@@ -639,6 +732,12 @@ impl<R: Runtime + 'static, L: LoadBalancer> Operator<R, L> {
             Err(_) => Arc::new(Mutex::new(())),
         }
     }
+}
+
+/// A policy's announced request count and its samples (see [`Operator::burst_check`]).
+struct ActivityTrack {
+    rx: tokio::sync::watch::Receiver<u64>,
+    samples: scaling::windows::CountSamples,
 }
 
 /// A policy's upstream entry, without servers, from its typed values.

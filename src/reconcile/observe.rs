@@ -9,6 +9,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream;
 
+use super::lb_signal;
 use super::seams::Seams;
 use crate::metrics::MetricsError;
 use crate::metrics::aggregate::{ReplicaInput, ReplicaScrape, request_rate};
@@ -163,13 +164,17 @@ pub struct MetricsObservation {
 }
 
 /// Reads every metric of the policy from the replicas in `alive` (only ready ones are
-/// scraped) and the Prometheus servers it names.
+/// scraped), the Prometheus servers it names and the load balancer's signal. `previous`
+/// holds, per counter series, the sample its rate is taken from (about a stable window
+/// old: see [`crate::scaling::windows::SampleWindows`]); `counted` is the burst request
+/// rate from the policy's announced request counts, when fresh.
 pub async fn metrics(
     seams: &Seams,
     policy: &ScalingPolicy,
     alive: &[&ObservedReplica],
     addrs: &BTreeMap<u16, SocketAddr>,
     previous: &BTreeMap<String, CounterSample>,
+    counted: Option<Option<f64>>,
 ) -> MetricsObservation {
     let now_ms = seams.clock.now_ms();
     let mut out = MetricsObservation::default();
@@ -188,20 +193,29 @@ pub async fn metrics(
                 let outcome = request_rate(&m.path, &m.counter, &inputs, previous, now_ms);
                 out.samples.extend(outcome.samples);
                 out.warnings.extend(outcome.warnings);
-                outcome.reading
+                (outcome.reading, None)
             }
             MetricSpec::Prometheus(m) => match seams.metrics.query(m).await {
-                Ok(total) => MetricReading::Total(total),
+                Ok(total) => (MetricReading::Total(total), None),
                 Err(e) => {
                     tracing::warn!(policy = %policy.metadata.name, error = %e, "prometheus query failed");
-                    MetricReading::Unavailable(e.to_string())
+                    (MetricReading::Unavailable(e.to_string()), None)
                 }
             },
+            MetricSpec::LoadBalancer(m) => {
+                let signal = seams.signal.as_ref();
+                (
+                    lb_signal::stable_reading(signal, policy, m.signal),
+                    lb_signal::burst_reading(signal, policy, m.signal, counted),
+                )
+            }
         };
+        let (reading, burst) = reading;
         out.inputs.push(MetricInput {
             name: spec.display_name(),
             target_per_replica: spec.target_per_replica(),
             reading,
+            burst,
         });
     }
     out

@@ -1,5 +1,5 @@
 //! The boundaries a pass talks to besides the runtime and the load balancer: metric
-//! sources, the readiness probe, host ports and the clock. Each is a small trait with its
+//! sources, the load balancer's signal, the readiness probe, host ports and the clock. Each is a small trait with its
 //! real implementation here and an in-process fake in [`super::testing`].
 
 use std::net::{SocketAddr, TcpListener};
@@ -11,6 +11,33 @@ use futures::future::BoxFuture;
 use crate::metrics::{MetricsError, Scraper, SeriesValue};
 use crate::policy::PrometheusMetric;
 use crate::runtime::probe::{self, ProbeError};
+use crate::signal::{SignalHub, SignalSnapshot};
+
+/// What nginx saw of each policy's requests (the load-balancer signal).
+pub trait LoadSignal: Send + Sync {
+    /// The policy's figures over the last `window`; `None` without data (never zero load).
+    fn snapshot(&self, policy: &str, window: Duration) -> Option<SignalSnapshot>;
+    /// Changes whenever new requests of `policy` were reported: the burst check waits on it.
+    fn activity(&self, policy: &str) -> tokio::sync::watch::Receiver<u64>;
+    /// Counters of the stream itself (for `/metrics`).
+    fn stats(&self) -> crate::signal::StreamStats {
+        crate::signal::StreamStats::default()
+    }
+}
+
+impl LoadSignal for SignalHub {
+    fn snapshot(&self, policy: &str, window: Duration) -> Option<SignalSnapshot> {
+        SignalHub::snapshot(self, policy, window)
+    }
+
+    fn activity(&self, policy: &str) -> tokio::sync::watch::Receiver<u64> {
+        SignalHub::activity(self, policy)
+    }
+
+    fn stats(&self) -> crate::signal::StreamStats {
+        SignalHub::stats(self)
+    }
+}
 
 /// Where metric values come from: replica expositions and a Prometheus server.
 pub trait MetricSource: Send + Sync {
@@ -179,6 +206,8 @@ pub fn wall_now_ms() -> u64 {
 pub struct Seams {
     /// Replica scrapes and Prometheus queries.
     pub metrics: Arc<dyn MetricSource>,
+    /// The load balancer's signal.
+    pub signal: Arc<dyn LoadSignal>,
     /// Readiness probes.
     pub probe: Arc<dyn Probe>,
     /// Host port checks.
@@ -188,11 +217,13 @@ pub struct Seams {
 }
 
 impl Seams {
-    /// The real boundaries: HTTP scrapes with `scrape_timeout`, HTTP probes, host binds,
-    /// the system clock.
-    pub fn real(scrape_timeout: Duration) -> Result<Self, MetricsError> {
+    /// The real boundaries: HTTP scrapes with `scrape_timeout`, the signal `hub` (an
+    /// empty one without a receiver, e.g. under `reconcile --once`: no data), HTTP probes,
+    /// host binds, the system clock.
+    pub fn real(scrape_timeout: Duration, hub: SignalHub) -> Result<Self, MetricsError> {
         Ok(Self {
             metrics: Arc::new(Scraper::new(scrape_timeout)?),
+            signal: Arc::new(hub),
             probe: Arc::new(HttpProbe),
             ports: Arc::new(SystemPorts),
             clock: Arc::new(SystemClock::default()),

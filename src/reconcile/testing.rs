@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream};
 
-use super::seams::{Clock, HostPorts, MetricSource, Probe, Seams};
+use super::seams::{Clock, HostPorts, LoadSignal, MetricSource, Probe, Seams};
 use crate::lb::{ApplyOutcome, LbError, LoadBalancer};
 use crate::metrics::{MetricsError, SeriesValue};
 use crate::nginx::{self, Upstream};
@@ -81,7 +81,27 @@ pub struct World {
     /// Ports another process takes after this many more free-checks of them (a race
     /// between planning and execution).
     pub taken_after_checks: BTreeMap<u16, u32>,
+    /// Requests nginx reported per policy (the load-balancer signal), oldest first.
+    pub lb_requests: BTreeMap<String, Vec<FakeRequest>>,
+    /// Fractions of a request `lb_load` still owes per policy (rates stay exact across calls).
+    pub lb_owed: BTreeMap<String, f64>,
+    /// Per policy: when requests were last announced, and how many wait to be (the hub
+    /// announces at most every 100 ms).
+    pub lb_announce: BTreeMap<String, (Option<u64>, u64)>,
     next_id: u64,
+}
+
+/// One request as nginx reports it to the fake signal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeRequest {
+    /// When it finished (the fake clock's `now_ms`).
+    pub at_ms: u64,
+    /// How long it took, milliseconds.
+    pub duration_ms: u64,
+    /// The replica's host port; `None` when nginx answered itself (no replica routable).
+    pub replica: Option<u16>,
+    /// HTTP status.
+    pub status: u16,
 }
 
 /// A handle on the shared world.
@@ -89,6 +109,7 @@ pub struct World {
 pub struct Fakes {
     world: Arc<Mutex<World>>,
     clock: Arc<FakeClock>,
+    activity: Arc<Mutex<BTreeMap<String, tokio::sync::watch::Sender<u64>>>>,
 }
 
 impl World {
@@ -149,8 +170,86 @@ impl Fakes {
             ports: Arc::new(FakePorts {
                 world: self.world.clone(),
             }),
+            signal: Arc::new(self.signal()),
             clock: self.clock.clone(),
         }
+    }
+
+    /// The fake load-balancer signal over this world.
+    pub fn signal(&self) -> FakeSignal {
+        FakeSignal {
+            world: self.world.clone(),
+            clock: self.clock.clone(),
+            activity: self.activity.clone(),
+        }
+    }
+
+    /// nginx reports `n` requests of `policy` finishing now, spread round-robin over the
+    /// servers its upstream has (503s answered by nginx itself when it has none).
+    pub fn lb_requests(&self, policy: &str, n: u64, duration_ms: u64) {
+        let servers = self.upstream_ports(policy).unwrap_or_default();
+        let at_ms = self.clock.now_ms();
+        {
+            let mut w = self.world();
+            let list = w.lb_requests.entry(policy.to_owned()).or_default();
+            for i in 0..n {
+                let replica = (!servers.is_empty())
+                    .then(|| servers[usize::try_from(i).unwrap_or(0) % servers.len()]);
+                list.push(FakeRequest {
+                    at_ms,
+                    duration_ms,
+                    replica,
+                    status: if replica.is_some() { 200 } else { 503 },
+                });
+            }
+        }
+        let due = {
+            let mut w = self.world();
+            let (last, pending) = w.lb_announce.entry(policy.to_owned()).or_default();
+            *pending += n;
+            let due = last.is_none_or(|t| at_ms.saturating_sub(t) >= ANNOUNCE_MS);
+            if due {
+                *last = Some(at_ms);
+            }
+            due.then(|| std::mem::take(pending))
+        };
+        if let Some(n) = due {
+            self.signal().bump(policy, n);
+        }
+    }
+
+    /// Announces requests still waiting (the hub's timer does this for the last ones).
+    pub fn lb_flush(&self, policy: &str) {
+        let at_ms = self.clock.now_ms();
+        let n = {
+            let mut w = self.world();
+            let (last, pending) = w.lb_announce.entry(policy.to_owned()).or_default();
+            *last = Some(at_ms);
+            std::mem::take(pending)
+        };
+        if n > 0 {
+            self.signal().bump(policy, n);
+        }
+    }
+
+    /// `rate` requests per second of `policy` for `ms` milliseconds of paused time, in
+    /// 10 ms steps, each request taking `duration_ms`.
+    pub async fn lb_load(&self, policy: &str, rate: f64, ms: u64, duration_ms: u64) {
+        for _ in 0..ms / 10 {
+            tokio::time::advance(Duration::from_millis(10)).await;
+            let whole = {
+                let mut w = self.world();
+                let owed = w.lb_owed.entry(policy.to_owned()).or_default();
+                *owed += rate / 100.0;
+                let whole = (*owed + 1e-9).floor();
+                *owed -= whole;
+                whole
+            };
+            if whole >= 1.0 {
+                self.lb_requests(policy, whole as u64, duration_ms);
+            }
+        }
+        self.lb_flush(policy);
     }
 
     /// Calls recorded so far, then forgets them.
@@ -622,6 +721,94 @@ impl HostPorts for FakePorts {
 pub struct FakeClock {
     start: tokio::time::Instant,
     wall_offset_ms: Mutex<i64>,
+}
+
+/// The hub announces new requests of a policy at most this often.
+const ANNOUNCE_MS: u64 = 100;
+
+/// The load-balancer signal over the fake world's reported requests.
+#[derive(Debug, Clone)]
+pub struct FakeSignal {
+    world: Arc<Mutex<World>>,
+    clock: Arc<FakeClock>,
+    activity: Arc<Mutex<BTreeMap<String, tokio::sync::watch::Sender<u64>>>>,
+}
+
+impl FakeSignal {
+    fn sender(&self, policy: &str) -> tokio::sync::watch::Sender<u64> {
+        let mut all = match self.activity.lock() {
+            Ok(a) => a,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        all.entry(policy.to_owned())
+            .or_insert_with(|| tokio::sync::watch::channel(0).0)
+            .clone()
+    }
+
+    /// Announces `n` more requests (the watch value is the running count, as the hub's).
+    fn bump(&self, policy: &str, n: u64) {
+        self.sender(policy).send_modify(|count| *count += n);
+    }
+}
+
+impl LoadSignal for FakeSignal {
+    fn snapshot(&self, policy: &str, window: Duration) -> Option<crate::signal::SignalSnapshot> {
+        use crate::signal::SignalSnapshot;
+        let w = match self.world.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let all = w.lb_requests.get(policy)?;
+        let now = self.clock.now_ms();
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        // As the hub: whole 100 ms buckets, from the one `window` ago up to the current
+        // (partial) one, divided by `window`.
+        let bucket = crate::signal::window::BUCKET_MS;
+        let from = now.saturating_sub(window_ms) / bucket * bucket;
+        let secs = window_ms as f64 / 1000.0;
+        let inside: Vec<&FakeRequest> = all
+            .iter()
+            .filter(|r| r.at_ms >= from && r.at_ms <= now)
+            .collect();
+        let mut snap = SignalSnapshot {
+            window,
+            requests: inside.len() as u64,
+            rate: inside.len() as f64 / secs,
+            ..SignalSnapshot::default()
+        };
+        let mut durations: Vec<u64> = Vec::new();
+        for r in &inside {
+            let busy = r.duration_ms.min(window_ms) as f64 / 1000.0 / secs;
+            snap.concurrency += busy;
+            durations.push(r.duration_ms);
+            if r.status >= 500 {
+                snap.errors_5xx_rate += 1.0 / secs;
+            }
+            match r.replica {
+                Some(port) => {
+                    let e = snap
+                        .per_replica
+                        .entry(format!("127.0.0.1:{port}"))
+                        .or_default();
+                    e.rate += 1.0 / secs;
+                    e.concurrency += busy;
+                }
+                None => snap.unrouted_rate += 1.0 / secs,
+            }
+        }
+        durations.sort_unstable();
+        let at = |q: f64| {
+            let i = ((durations.len() as f64 - 1.0) * q).round() as usize;
+            durations.get(i).map(|d| *d as f64)
+        };
+        snap.p50_ms = at(0.5);
+        snap.p99_ms = at(0.99);
+        Some(snap)
+    }
+
+    fn activity(&self, policy: &str) -> tokio::sync::watch::Receiver<u64> {
+        self.sender(policy).subscribe()
+    }
 }
 
 /// Wall time the fake clock starts at: 2026-12-01T00:00:00Z.

@@ -5,14 +5,15 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::testing::{Call, FakeLb, FakeRuntime, Fakes};
+use super::testing::{self, Call, FakeLb, FakeRuntime, Fakes};
 use super::*;
 use crate::metrics::SeriesValue;
 use crate::state::StateDir;
 
 const INSTANCE: &str = "t";
 
-/// A policy with fast readiness and no scale-down window, so scenarios stay short.
+/// A policy with fast readiness, no scale-down window and a 1 s stable window (each
+/// pass's rate is the last second's), so scenarios stay short.
 fn policy_yaml(name: &str, min: u32, max: u32, listen: u16, range: &str, extra: &str) -> String {
     format!(
         "apiVersion: autoscaler.dev/v1alpha1
@@ -29,6 +30,7 @@ spec:
   metrics: [{{requestRate: {{targetPerReplica: 10}}}}]
   behavior:
     scaleDown: {{stabilizationWindowSeconds: 0}}
+    windows: {{stableSeconds: 1}}
   drain: {{timeoutSeconds: 30}}
 "
     )
@@ -847,4 +849,190 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// A policy scaled on the load balancer's request rate (10 per replica), with a 2 s
+/// stable window, the default burst settings and no scale-down window.
+fn lb_web(min: u32, max: u32) -> ScalingPolicy {
+    let yaml = policy_yaml("web", min, max, 8080, "8001-8020", "")
+        .replace(
+            "[{requestRate: {targetPerReplica: 10}}]",
+            "[{loadBalancer: {signal: requestRate, targetPerReplica: 10}}]",
+        )
+        .replace(
+            "windows: {stableSeconds: 1}",
+            "windows: {stableSeconds: 2, burstMillis: 1000}",
+        );
+    parse(&yaml)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_load_balancer_signal_scales_up_on_its_stable_window() {
+    let h = Harness::new();
+    let web = lb_web(1, 10);
+    h.once(&[&web], &[]).await;
+    // 35 req/s for 2 s: below the burst threshold of 2× 1 only while it ramps; the
+    // stable window reads 35 and asks for 4.
+    h.fakes.lb_load("web", 15.0, 2_000, 20).await;
+    let r = h.pass(&web).await;
+    assert_eq!(
+        r.decision.as_ref().map(|d| d.desired),
+        Some(2),
+        "{:?}",
+        r.decision
+    );
+    h.fakes.lb_load("web", 35.0, 2_000, 20).await;
+    let r = h.pass(&web).await;
+    let d = r.decision.expect("decision");
+    assert_eq!(d.desired, 4, "{d}");
+    assert!(d.reason.contains("loadBalancer(requestRate) "), "{d}");
+    let state = h.op.state().await;
+    let lb = state.policies["web"]
+        .status
+        .load_balancer
+        .clone()
+        .expect("lb status");
+    assert!((lb.rate - 35.0).abs() < 1.0, "{lb:?}");
+    assert!((lb.concurrency - 0.7).abs() < 0.05, "35/s × 20 ms: {lb:?}");
+    assert_eq!(lb.p50_ms, Some(20.0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_scales_up_at_once_without_waiting_for_a_tick() {
+    let h = Harness::new();
+    let web = lb_web(1, 10);
+    h.once(&[&web], &[]).await;
+    h.fakes.lb_load("web", 5.0, 3_000, 10).await;
+    assert_eq!(h.op.burst_check(&web).await, None, "steady 5/s is no burst");
+    let mut activity = h.op.signal().activity("web");
+    activity.borrow_and_update();
+    // The step: 90 req/s. Within a couple hundred ms the burst check fires.
+    let mut fired_after = None;
+    for step in 1..=10 {
+        h.fakes.lb_load("web", 90.0, 50, 10).await;
+        assert!(
+            activity.has_changed().unwrap_or(false),
+            "each batch is activity"
+        );
+        activity.borrow_and_update();
+        if let Some(n) = h.op.burst_check(&web).await {
+            fired_after = Some((step * 50, n));
+            break;
+        }
+    }
+    let (ms, wanted) = fired_after.expect("the burst check fires");
+    assert!(ms <= 200, "fired {ms} ms after the step");
+    // ~90/s from the announced counts, not a mixed window's 20/s.
+    assert_eq!(wanted, 9, "fired {ms} ms after the step");
+    // The pass it triggers goes straight to the burst count, past the +4 Pods per 15 s
+    // rate policy.
+    let d = h.pass(&web).await.decision.expect("decision");
+    assert_eq!(d.desired, wanted.min(10), "{d}");
+    assert!(matches!(d.limit, Some(scaling::Limit::Burst { .. })), "{d}");
+    assert_eq!(h.ports("web").len() as u32, wanted.min(10));
+    let ups = h.events_of("ScaledUp").await;
+    assert!(
+        ups.iter()
+            .any(|e| e.starts_with(&format!("ScaledUp 1→{wanted}: "))
+                && e.contains("loadBalancer(requestRate) ")
+                && e.contains("burst asks for")),
+        "{ups:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_scale_down_while_a_burst_lasts() {
+    let h = Harness::new();
+    let web = lb_web(1, 10);
+    h.once(&[&web], &[]).await;
+    h.fakes.lb_load("web", 5.0, 2_000, 10).await;
+    h.fakes.lb_load("web", 90.0, 300, 10).await;
+    let peak = h.pass(&web).await.decision.expect("decision").desired;
+    assert!(peak >= 7, "burst to {peak}");
+    // The load falls away at once; for the 2 s stable window the count holds.
+    h.fakes.lb_load("web", 5.0, 1_500, 10).await;
+    let d = h.pass(&web).await.decision.expect("decision");
+    assert_eq!(d.desired, peak, "{d}");
+    assert!(d.burst.is_some(), "{d}");
+    // A whole quiet window later burst mode has ended and the count follows the load.
+    h.fakes.lb_load("web", 5.0, 2_000, 10).await;
+    let d = h.pass(&web).await.decision.expect("decision");
+    assert_eq!(d.desired, 1, "{d}");
+    assert!(d.burst.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_signal_is_missing_data_never_zero_load() {
+    let h = Harness::new();
+    let web = lb_web(3, 10);
+    h.once(&[&web], &[]).await;
+    // `reconcile --once` has no receiver: the hub never saw the policy.
+    let lower = lb_web(1, 10);
+    for _ in 0..3 {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let d = h.pass(&lower).await.decision.expect("decision");
+        assert_eq!(d.desired, 3, "{d}");
+        assert!(!d.metrics_available);
+        assert!(d.reason.contains("no load-balancer signal"), "{d}");
+    }
+    assert_eq!(h.op.burst_check(&lower).await, None);
+    let state = h.op.state().await;
+    let active = state.policies["web"]
+        .status
+        .condition("ScalingActive")
+        .cloned();
+    assert_eq!(active.map(|c| c.status), Some(false));
+    assert_eq!(state.policies["web"].status.load_balancer, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_nginx_answered_itself_are_demand_at_the_floor() {
+    let h = Harness::new();
+    let web = lb_web(1, 10);
+    h.once(&[&web], &[]).await;
+    // Nothing routable (the only replica left the upstream): nginx answers 503 itself.
+    for _ in 0..40 {
+        tokio::time::advance(Duration::from_millis(50)).await;
+        {
+            let now = seams::Clock::now_ms(h.fakes.clock().as_ref());
+            let mut w = h.fakes.world();
+            let list = w.lb_requests.entry("web".to_owned()).or_default();
+            list.push(testing::FakeRequest {
+                at_ms: now,
+                duration_ms: 0,
+                replica: None,
+                status: 503,
+            });
+        }
+    }
+    // 20 req/s unrouted over the 2 s window: 2 replicas (no burst: 2 s of ramp).
+    let d = h.pass(&web).await.decision.expect("decision");
+    assert_eq!(d.desired, 2, "{d}");
+    let state = h.op.state().await;
+    let lb = state.policies["web"]
+        .status
+        .load_balancer
+        .clone()
+        .expect("lb status");
+    assert!((lb.unrouted_rate - 20.0).abs() < 1.0, "{lb:?}");
+    assert!((lb.error_ratio() - 1.0).abs() < 1e-9, "{lb:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_vanishing_from_the_per_replica_map_keeps_the_total() {
+    let h = Harness::new();
+    let web = lb_web(3, 10);
+    h.once(&[&web], &[]).await;
+    h.fakes.lb_load("web", 30.0, 2_000, 10).await;
+    let d = h.pass(&web).await.decision.expect("decision");
+    assert_eq!(d.desired, 3, "{d}");
+    // One replica dies: its row leaves the per-replica map, its requests go to the others.
+    let port = h.ports("web")[0];
+    h.fakes.kill_port(port);
+    h.fakes.lb_load("web", 30.0, 2_000, 10).await;
+    let r = h.pass(&web).await;
+    let d = r.decision.expect("decision");
+    // Two alive replicas carry 30 req/s: the total still asks for 3.
+    assert_eq!(d.desired, 3, "{d}");
+    assert_eq!(h.ports("web").len(), 3, "the dead replica is replaced");
 }

@@ -33,6 +33,9 @@ spec:
   metrics: [{{requestRate: {{targetPerReplica: 10}}}}]
   behavior:
     scaleDown: {{stabilizationWindowSeconds: 0}}
+    # A 1 s rate: the last pass that sees load is the last one with requests (a 6 s
+    # window would see them one pass longer and move the idle start with it).
+    windows: {{stableSeconds: 1}}
   drain: {{timeoutSeconds: 30}}
 "
     );

@@ -49,6 +49,7 @@ fn recs(list: &[(u64, u32)]) -> History {
             })
             .collect(),
         events: vec![],
+        burst: None,
     }
 }
 

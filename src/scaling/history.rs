@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Decision;
+use super::{BurstState, Decision};
 use crate::policy::types::{Behavior, Direction};
 
 /// One raw (unstabilized) recommendation of a past evaluation.
@@ -39,6 +39,9 @@ pub struct History {
     /// Scale events, for the rate policies' `periodSeconds`.
     #[serde(default)]
     pub events: Vec<ScaleEvent>,
+    /// Burst mode, while it lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<BurstState>,
 }
 
 impl History {
@@ -61,6 +64,9 @@ impl History {
                 to: decision.desired,
             });
         }
+        if decision.burst.is_some() {
+            self.burst = decision.burst;
+        }
         self.prune(now_ms, behavior);
     }
 
@@ -81,6 +87,7 @@ impl History {
             .unwrap_or(0);
         let rec_cutoff = cutoff(now_ms, window_s);
         let event_cutoff = cutoff(now_ms, period_s);
+        self.burst = self.burst.filter(|b| b.active(now_ms));
         self.recommendations.retain(|r| r.at_ms > rec_cutoff);
         self.events.retain(|e| e.at_ms > event_cutoff);
     }
@@ -152,6 +159,7 @@ mod tests {
                     to: 4,
                 },
             ],
+            burst: None,
         }
     }
 

@@ -285,6 +285,7 @@ mod tests {
             name: "m".to_owned(),
             target_per_replica: 10.0,
             reading,
+            burst: None,
         };
         let cases = [
             (vec![], false),
@@ -328,6 +329,7 @@ mod tests {
             name: "rate".to_owned(),
             target_per_replica: 10.0,
             reading: MetricReading::PerReplica(rate),
+            burst: None,
         }];
         decide_with_zero(
             &DecisionInput {

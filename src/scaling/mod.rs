@@ -22,12 +22,15 @@ use crate::policy::types::{
     Behavior, Direction, RatePolicy, RatePolicyKind, Replicas, SelectPolicy, Strategy,
 };
 
+mod burst;
 mod history;
 mod hpa;
 pub mod idle;
 mod replicas;
 mod threshold;
+pub mod windows;
 
+pub use burst::{BurstState, burst_count, triggers};
 pub use history::{History, Recommendation, ScaleEvent};
 
 /// One metric as observed for this evaluation.
@@ -39,6 +42,9 @@ pub struct MetricInput {
     pub target_per_replica: f64,
     /// What the source returned.
     pub reading: MetricReading,
+    /// The same metric as a service-wide total over the burst window, when trusted
+    /// (load-balancer metrics only; see [`windows::burst_reading`]): drives burst mode.
+    pub burst: Option<f64>,
 }
 
 /// What a metric source returned for one evaluation.
@@ -119,6 +125,11 @@ pub enum Limit {
         /// Whether every metric failed.
         all: bool,
     },
+    /// Burst mode set the count (scale-up rate policies passed; no scale-down).
+    Burst {
+        /// Burst mode lasts until then (milliseconds since the epoch).
+        until_ms: u64,
+    },
 }
 
 /// One metric's state in a decision, for status and reasons.
@@ -157,6 +168,8 @@ pub struct Decision {
     pub metrics_available: bool,
     /// The raw recommendation to remember for stabilization (`None` when none was made).
     pub recommendation: Option<u32>,
+    /// Burst mode after this decision, when it holds.
+    pub burst: Option<BurstState>,
 }
 
 impl fmt::Display for Decision {
@@ -212,6 +225,9 @@ impl fmt::Display for Limit {
             Limit::MetricsUnavailable { all: false } => {
                 f.write_str("no scale-down while a metric is unavailable")
             }
+            Limit::Burst { .. } => f.write_str(
+                "burst mode: no scale-down before the stable window passes without a burst",
+            ),
         }
     }
 }
@@ -286,10 +302,11 @@ pub fn decide(input: &DecisionInput) -> Decision {
             text,
         );
     }
-    match input.behavior.strategy {
+    let base = match input.behavior.strategy {
         Strategy::Hpa => hpa::decide(input),
         Strategy::Threshold => threshold::decide(input),
-    }
+    };
+    burst::overlay(input, base)
 }
 
 /// Assembles a [`Decision`], writing the reason from its parts.
@@ -325,6 +342,7 @@ fn finish(
         metrics,
         metrics_available,
         recommendation,
+        burst: None,
     }
 }
 

@@ -8,6 +8,7 @@ pub fn per_replica(name: &str, target: f64, values: &[f64]) -> MetricInput {
         name: name.to_owned(),
         target_per_replica: target,
         reading: MetricReading::PerReplica(values.iter().copied().map(Some).collect()),
+        burst: None,
     }
 }
 
@@ -17,6 +18,7 @@ pub fn partial(name: &str, target: f64, values: &[Option<f64>]) -> MetricInput {
         name: name.to_owned(),
         target_per_replica: target,
         reading: MetricReading::PerReplica(values.to_vec()),
+        burst: None,
     }
 }
 
@@ -26,6 +28,7 @@ pub fn total(name: &str, target: f64, value: f64) -> MetricInput {
         name: name.to_owned(),
         target_per_replica: target,
         reading: MetricReading::Total(value),
+        burst: None,
     }
 }
 
@@ -35,6 +38,7 @@ pub fn unavailable(name: &str, target: f64, why: &str) -> MetricInput {
         name: name.to_owned(),
         target_per_replica: target,
         reading: MetricReading::Unavailable(why.to_owned()),
+        burst: None,
     }
 }
 

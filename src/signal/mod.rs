@@ -274,6 +274,17 @@ pub(crate) struct Batch<'a> {
 }
 
 impl Batch<'_> {
+    /// Parses one datagram and adds its record, or counts it as unparsable.
+    pub(crate) fn add_datagram(&mut self, hub: &SignalHub, datagram: &[u8]) {
+        match record::parse(datagram) {
+            Ok(r) => self.add(&r),
+            Err(error) => {
+                hub.count_unparsable();
+                tracing::debug!(%error, "signal datagram dropped");
+            }
+        }
+    }
+
     /// Adds one record.
     pub(crate) fn add(&mut self, record: &Record<'_>) {
         let inner = &self.hub.inner;

@@ -108,9 +108,26 @@ fn strip_syslog_header(text: &str) -> Option<&str> {
 
 /// Parses the `|`-separated message.
 pub fn parse_message(message: &str) -> Result<Record<'_>, RecordError> {
-    let fields: Vec<&str> = message.split('|').collect();
-    if fields.first() != Some(&MARKER) {
+    // A fixed array, no allocation per record; one slot more detects extra fields.
+    let mut fields = [""; 11];
+    let mut got = 0;
+    for part in message.split('|') {
+        if got == fields.len() {
+            break;
+        }
+        fields[got] = part;
+        got += 1;
+    }
+    if fields[0] != MARKER {
         return Err(RecordError::Marker);
+    }
+    if got != 10 {
+        let got = if got == 11 {
+            message.split('|').count()
+        } else {
+            got
+        };
+        return Err(RecordError::FieldCount { got });
     }
     let [
         _,
@@ -123,10 +140,8 @@ pub fn parse_message(message: &str) -> Result<Record<'_>, RecordError> {
         pid,
         connection,
         requests,
-    ] = fields[..]
-    else {
-        return Err(RecordError::FieldCount { got: fields.len() });
-    };
+        _,
+    ] = fields;
     if !is_policy_name(policy) {
         return Err(invalid("policy", policy));
     }

@@ -34,7 +34,7 @@ pub use location::{default_lock_dir, default_state_dir};
 pub use lock::StateLock;
 pub use store::StateReset;
 pub use types::{
-    Condition, CounterSample, Event, MetricValue, PolicyState, PolicyStatus, State,
+    Condition, CounterSample, Event, LbStatus, MetricValue, PolicyState, PolicyStatus, State,
     UpstreamSettings, rfc3339,
 };
 

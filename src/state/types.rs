@@ -105,6 +105,45 @@ pub struct PolicyStatus {
     /// The last decision's reason.
     #[serde(default)]
     pub reason: String,
+    /// What nginx saw of the policy's requests at the last pass (policies with a
+    /// `loadBalancer` metric and a signal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LbStatus>,
+}
+
+/// The load balancer's view of a policy over the stable window, for `status` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LbStatus {
+    /// Window the figures cover, milliseconds.
+    pub window_ms: u64,
+    /// Requests per second (nginx's own answers included).
+    pub rate: f64,
+    /// Time-average of requests in flight.
+    pub concurrency: f64,
+    /// Median request time, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_ms: Option<f64>,
+    /// 99th percentile request time, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    /// 5xx answers per second.
+    pub errors_5xx_rate: f64,
+    /// 502/504 answers per second.
+    pub gateway_errors_rate: f64,
+    /// Requests nginx answered itself (no replica routable), per second.
+    pub unrouted_rate: f64,
+}
+
+impl LbStatus {
+    /// Share of requests answered with a 5xx, 0..=1 (0 without requests).
+    pub fn error_ratio(&self) -> f64 {
+        if self.rate > 0.0 && self.errors_5xx_rate.is_finite() {
+            (self.errors_5xx_rate / self.rate).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    }
 }
 
 /// A metric's value next to its target.

@@ -60,6 +60,7 @@ fn recs(list: &[(u64, u32)]) -> History {
             })
             .collect(),
         events: vec![],
+        burst: None,
     }
 }
 
@@ -77,6 +78,7 @@ fn events(list: &[(u64, u32, u32)]) -> History {
                 to,
             })
             .collect(),
+        burst: None,
     }
 }
 
