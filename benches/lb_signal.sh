@@ -10,6 +10,7 @@
 #   udp           syslog datagrams to the receiver on loopback UDP
 #   unix          syslog datagrams to the receiver on a unix socket
 #   udp-stopped   UDP configured, no receiver (operator down or restarting)
+#   udp-unread    UDP socket bound but never read (kernel drops: nginx's cost alone)
 #   unix-stopped  unix socket configured, no receiver
 # Printed per run: req/s, ratio vs the mean of `off`, records received / requests,
 # records the receiver counted lost, receiver CPU (utime+stime from /proc) as % of one
@@ -67,13 +68,19 @@ run() {
     mkdir -p "$prefix"
     chmod 755 "$prefix"
     case $mode in
-        udp | udp-stopped) endpoint=$UDP ;;
+        udp | udp-stopped | udp-unread) endpoint=$UDP ;;
         unix | unix-stopped) endpoint=unix:$prefix/signal.sock ;;
     esac
     if [[ $mode == udp || $mode == unix ]]; then
         "$RX" "$endpoint" "$WORK/stats.json" >"$WORK/rx.out" 2>&1 &
         rxpid=$!
         for _ in $(seq 50); do grep -q ready "$WORK/rx.out" 2>/dev/null && break; sleep 0.05; done
+    fi
+    local sinkpid=""
+    if [[ $mode == udp-unread ]]; then
+        python3 -c "import socket,time; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('${UDP%:*}',${UDP#*:})); time.sleep(600)" &
+        sinkpid=$!
+        sleep 0.3
     fi
     "$RX" --render "$prefix" "$LISTEN" "127.0.0.1:$BACKEND_PORT" $endpoint >"$prefix/nginx.conf"
     "$NGINX" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log"
@@ -91,6 +98,7 @@ run() {
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
     kill -QUIT "$(cat "$prefix/nginx.pid")"
     for _ in $(seq 100); do [[ -f $prefix/nginx.pid ]] || break; sleep 0.05; done
+    [[ -n $sinkpid ]] && kill "$sinkpid"
     local errlines
     errlines=$(grep -c . "$prefix/error.log" || true)
     local received="-" lost="-" cpu="-"
