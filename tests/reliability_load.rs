@@ -8,51 +8,20 @@ mod support;
 use std::time::{Duration, Instant};
 
 use reliability_support::{
-    UpstreamSampler, assert_transition, convergence_problems, daemon_metric, owned, print_scenario,
-    time_until, upstream_ready, wait_lb_serving,
+    UpstreamSampler, assert_no_failure, assert_transition, convergence_problems, daemon_metric,
+    owned, print_scenario, steady_opts, time_until, upstream_ready, url, wait_lb_serving,
 };
 use support::{Env, assert_exit, spawn_load};
 
 /// Steady client rate of every scenario (the issue asks for at least 200 req/s).
 const RPS: &str = "250";
 
-/// A policy whose replicas answer after 5 ms and whose target is far above the load, so
-/// only `min` drives the count.
-fn steady_opts(env: &Env, min: u32) -> support::PolicyOpts {
-    let mut o = env.opts();
-    o.min = min;
-    o.max = 10;
-    o.target = 100_000.0;
-    o.args = vec!["--latency-ms".into(), "5".into()];
-    o.drain_timeout = 5;
-    o
-}
-
-fn url(env: &Env) -> String {
-    format!("http://{}/", env.lb_addr())
-}
-
-fn assert_no_failure(env: &Env, what: &str, report: &serde_json::Value) {
-    assert!(
-        report["sent"].as_u64().unwrap_or(0) > 1000,
-        "{what}: load too small: {report}"
-    );
-    let log = std::fs::read_to_string(env.nginx_prefix().join("error.log")).unwrap_or_default();
-    let tail: Vec<&str> = log.lines().rev().take(30).collect();
-    assert_eq!(
-        report["failed"],
-        0,
-        "{what}: failed requests: {report}\nnginx error.log (last lines, newest first):\n{}",
-        tail.join("\n")
-    );
-}
-
 #[test]
 fn scale_1_to_10_to_1_under_load_fails_no_request() {
     let Some(env) = Env::new("rl_scale", 22000) else {
         return;
     };
-    let mut o = steady_opts(&env, 1);
+    let mut o = steady_opts(&env, 1, 10);
     env.write_policy(&o);
     assert_exit(&env.reconcile(), 0, "initial pass");
     let load_started = Instant::now();
@@ -106,7 +75,7 @@ fn rolling_update_under_load_never_drops_below_the_ready_count_and_fails_no_requ
     let Some(env) = Env::new("rl_roll", 22100) else {
         return;
     };
-    let mut o = steady_opts(&env, 3);
+    let mut o = steady_opts(&env, 3, 10);
     env.write_policy(&o);
     assert_exit(&env.reconcile(), 0, "initial pass");
     let before: Vec<String> = owned(&env).into_iter().map(|c| c.hash).collect();
@@ -184,7 +153,7 @@ fn twenty_edits_in_ten_seconds_reload_once_per_change_a_burst_coalesces_and_no_r
     let Some(env) = Env::new("rl_storm", 22200) else {
         return;
     };
-    let mut o = steady_opts(&env, 2);
+    let mut o = steady_opts(&env, 2, 10);
     env.write_policy(&o);
     let daemon = env.spawn_daemon(22290, &[]);
     assert!(
@@ -288,7 +257,7 @@ fn sigkill_of_the_daemon_mid_scale_is_not_seen_by_clients_and_a_restart_converge
     let Some(env) = Env::new("rl_sigkill", 22300) else {
         return;
     };
-    let mut o = steady_opts(&env, 1);
+    let mut o = steady_opts(&env, 1, 10);
     env.write_policy(&o);
     let mut first = env.spawn_daemon(22390, &[]);
     assert!(
@@ -346,7 +315,7 @@ fn docker_kill_of_one_replica_is_replaced_and_clients_see_no_failure() {
     let Some(env) = Env::new("rl_dkill", 22400) else {
         return;
     };
-    let o = steady_opts(&env, 3);
+    let o = steady_opts(&env, 3, 10);
     env.write_policy(&o);
     let daemon = env.spawn_daemon(22490, &[]);
     assert!(

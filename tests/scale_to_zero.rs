@@ -116,6 +116,21 @@ fn events(d: &Daemon, kind: &str) -> Vec<String> {
         .collect()
 }
 
+/// Starts the daemon on the policy written and waits until nginx routes it (a new `min: 0`
+/// policy starts at zero) to the activator, with no replica running.
+fn daemon_at_zero(env: &Env) -> Daemon {
+    let d = daemon(env);
+    assert!(
+        wait_for(Duration::from_secs(20), || routes_to_activator(env)
+            .then_some(()))
+        .is_some(),
+        "nginx never routed to the activator:\n{}",
+        d.log_text()
+    );
+    assert_eq!(running(env), 0, "a new min: 0 policy starts at zero");
+    d
+}
+
 #[test]
 fn idle_goes_to_zero_and_requests_at_zero_are_answered_once_a_replica_is_ready() {
     let Some(env) = Env::new("zero_idle", 29000) else {
@@ -127,16 +142,7 @@ fn idle_goes_to_zero_and_requests_at_zero_are_answered_once_a_replica_is_ready()
         &o,
         "{idleSeconds: 3, maxPending: 50, timeoutSeconds: 20}",
     );
-    let d = daemon(&env);
-    // A new min: 0 policy starts at zero, nginx pointing at the activator.
-    assert!(
-        wait_for(Duration::from_secs(20), || routes_to_activator(&env)
-            .then_some(()))
-        .is_some(),
-        "nginx never routed to the activator:\n{}",
-        d.log_text()
-    );
-    assert_eq!(running(&env), 0);
+    let d = daemon_at_zero(&env);
 
     // First request at zero: held, one replica starts, answered 200.
     let a = request(env.lb_addr(), "/", Duration::from_secs(25)).expect("request at zero");
@@ -211,14 +217,7 @@ fn a_burst_of_200_at_zero_is_answered_without_a_failure() {
         &o,
         "{idleSeconds: 60, maxPending: 500, timeoutSeconds: 30}",
     );
-    let d = daemon(&env);
-    assert!(
-        wait_for(Duration::from_secs(20), || routes_to_activator(&env)
-            .then_some(()))
-        .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let d = daemon_at_zero(&env);
     let lb = env.lb_addr();
     let started = Instant::now();
     let clients: Vec<_> = (0..200)
@@ -265,14 +264,7 @@ fn a_replica_that_cannot_start_gives_the_activators_503_within_the_timeout() {
             "  scaleToZero: {idleSeconds: 60, timeoutSeconds: 3}\n  ports:",
         );
     env.write_policy_text(&yaml);
-    let d = daemon(&env);
-    assert!(
-        wait_for(Duration::from_secs(20), || routes_to_activator(&env)
-            .then_some(()))
-        .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let d = daemon_at_zero(&env);
     let t = Instant::now();
     // nginx waits timeout + 5 s for the activator: the activator's own 503 comes first.
     let a = request(env.lb_addr(), "/", Duration::from_secs(20)).expect("request");
@@ -314,14 +306,7 @@ fn the_warm_path_does_not_pass_through_the_activator() {
     };
     let o = zero_opts(&env);
     write_zero_policy(&env, &o, "{idleSeconds: 600}");
-    let d = daemon(&env);
-    assert!(
-        wait_for(Duration::from_secs(20), || routes_to_activator(&env)
-            .then_some(()))
-        .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let d = daemon_at_zero(&env);
     let a = request(env.lb_addr(), "/", Duration::from_secs(25)).expect("cold request");
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(
@@ -363,14 +348,7 @@ fn an_operator_stopping_answers_held_requests_503_and_nginx_never_hangs_on_it() 
             "  scaleToZero: {idleSeconds: 60, timeoutSeconds: 120}\n  ports:",
         );
     env.write_policy_text(&yaml);
-    let mut d = daemon(&env);
-    assert!(
-        wait_for(Duration::from_secs(20), || routes_to_activator(&env)
-            .then_some(()))
-        .is_some(),
-        "{}",
-        d.log_text()
-    );
+    let mut d = daemon_at_zero(&env);
     let lb = env.lb_addr();
     let held = std::thread::spawn(move || request(lb, "/", Duration::from_secs(60)));
     assert!(

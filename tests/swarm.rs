@@ -20,8 +20,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use reliability_support::{
-    OrphanReaper, UpstreamSampler, nginx_t, port_open, port_ready, print_scenario, time_until,
-    upstream_ready, wait_lb_serving,
+    OrphanReaper, UpstreamSampler, assert_no_failure, nginx_t, port_open, port_ready,
+    print_scenario, steady_opts, time_until, upstream_ready, url, wait_lb_serving,
 };
 use support::{Env, assert_exit, spawn_load};
 
@@ -215,36 +215,6 @@ fn reconcile(env: &Env) -> Output {
     )
 }
 
-/// Replicas answer after 5 ms; the target is far above the load, so `min` drives the count.
-fn steady_opts(env: &Env, min: u32) -> support::PolicyOpts {
-    let mut o = env.opts();
-    o.min = min;
-    o.max = 6;
-    o.target = 100_000.0;
-    o.args = vec!["--latency-ms".into(), "5".into()];
-    o.drain_timeout = 5;
-    o
-}
-
-fn url(env: &Env) -> String {
-    format!("http://{}/", env.lb_addr())
-}
-
-fn assert_no_failure(env: &Env, what: &str, report: &serde_json::Value) {
-    assert!(
-        report["sent"].as_u64().unwrap_or(0) > 1000,
-        "{what}: load too small: {report}"
-    );
-    let log = std::fs::read_to_string(env.nginx_prefix().join("error.log")).unwrap_or_default();
-    let tail: Vec<&str> = log.lines().rev().take(30).collect();
-    assert_eq!(
-        report["failed"],
-        0,
-        "{what}: failed requests: {report}\nnginx error.log (newest first):\n{}",
-        tail.join("\n")
-    );
-}
-
 /// A scenario's world: the shared fixture plus its services' guard (dropped first).
 fn scenario(name: &str, port_base: u16) -> Option<(Services, Env)> {
     let env = Env::new(name, port_base)?;
@@ -270,7 +240,7 @@ fn scale_1_5_1_under_load() {
     let Some((_svcs, env)) = scenario("as_swarm_scale", 29500) else {
         return;
     };
-    let mut o = steady_opts(&env, 1);
+    let mut o = steady_opts(&env, 1, 6);
     env.write_policy(&o);
     assert_exit(&reconcile(&env), 0, "initial pass");
     assert!(wait_lb_serving(&env), "nginx serves the first replica");
@@ -322,7 +292,7 @@ fn rolling_update_under_load() {
     let Some((_svcs, env)) = scenario("as_swarm_roll", 29600) else {
         return;
     };
-    let mut o = steady_opts(&env, 3);
+    let mut o = steady_opts(&env, 3, 6);
     env.write_policy(&o);
     assert_exit(&reconcile(&env), 0, "initial pass");
     assert!(wait_lb_serving(&env), "nginx serves");
@@ -370,7 +340,7 @@ fn killed_replica_and_killed_operator_under_load() {
         return;
     };
     let _reaper = OrphanReaper(env.nginx_prefix());
-    let mut o = steady_opts(&env, 2);
+    let mut o = steady_opts(&env, 2, 6);
     env.write_policy(&o);
     let swarm = [("AUTOSCALER_RUNTIME", "swarm")];
     let mut daemon = env.spawn_daemon_env(29790, &[], &swarm);
@@ -451,7 +421,7 @@ fn crash_at_every_step_of_a_roll_converges_on_the_next_pass() {
     let Some((_svcs, env)) = scenario("as_swarm_crash", 29900) else {
         return;
     };
-    let mut o = steady_opts(&env, 2);
+    let mut o = steady_opts(&env, 2, 6);
     o.drain_timeout = 2;
     env.write_policy(&o);
     assert_exit(&reconcile(&env), 0, "setup pass");

@@ -49,6 +49,25 @@ pub struct DockerRuntime {
     stop_grace: Duration,
 }
 
+/// Checks the instance id, then connects to the engine named by `DOCKER_HOST` (default:
+/// the local socket) and negotiates the API version; returns the client and the host
+/// name errors should mention. Shared by both runtimes.
+pub(crate) async fn connect_engine(instance: &str) -> Result<(Docker, String), RuntimeError> {
+    if instance.trim().is_empty() {
+        return Err(RuntimeError::InvalidInstance {
+            instance: instance.to_string(),
+        });
+    }
+    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_HOST.to_string());
+    let connect_err = |source| RuntimeError::Connect {
+        host: host.clone(),
+        source,
+    };
+    let docker = Docker::connect_with_defaults().map_err(connect_err)?;
+    let docker = docker.negotiate_version().await.map_err(connect_err)?;
+    Ok((docker, host))
+}
+
 impl DockerRuntime {
     /// Connects to the engine named by `DOCKER_HOST` (default: the local socket) and negotiates the API version.
     ///
@@ -56,18 +75,7 @@ impl DockerRuntime {
     /// [`RuntimeError::Connect`] at once when the socket is missing or the engine does not
     /// answer; the caller retries with backoff.
     pub async fn connect(instance: &str) -> Result<Self, RuntimeError> {
-        if instance.trim().is_empty() {
-            return Err(RuntimeError::InvalidInstance {
-                instance: instance.to_string(),
-            });
-        }
-        let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_HOST.to_string());
-        let connect_err = |source| RuntimeError::Connect {
-            host: host.clone(),
-            source,
-        };
-        let docker = Docker::connect_with_defaults().map_err(connect_err)?;
-        let docker = docker.negotiate_version().await.map_err(connect_err)?;
+        let (docker, host) = connect_engine(instance).await?;
         tracing::debug!(%host, instance, version = ?docker.client_version(), "connected to Docker engine");
         Ok(Self {
             docker,

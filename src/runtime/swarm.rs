@@ -29,7 +29,6 @@ use super::{
 };
 
 /// Where bollard connects when `DOCKER_HOST` is unset.
-const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// The stop grace written into each service (SIGTERM, then SIGKILL after it).
 const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long a created service's task may take to run (placement, image on the node, start).
@@ -61,19 +60,14 @@ impl SwarmRuntime {
     /// [`RuntimeError::Connect`] when the engine does not answer (the caller retries);
     /// [`RuntimeError::NotSwarmManager`] when it answers but is no swarm manager.
     pub async fn connect(instance: &str) -> Result<Self, RuntimeError> {
-        if instance.trim().is_empty() {
-            return Err(RuntimeError::InvalidInstance {
-                instance: instance.to_string(),
-            });
-        }
-        let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_HOST.to_string());
-        let connect_err = |source| RuntimeError::Connect {
-            host: host.clone(),
-            source,
-        };
-        let docker = Docker::connect_with_defaults().map_err(connect_err)?;
-        let docker = docker.negotiate_version().await.map_err(connect_err)?;
-        let info = docker.info().await.map_err(connect_err)?;
+        let (docker, host) = super::docker::connect_engine(instance).await?;
+        let info = docker
+            .info()
+            .await
+            .map_err(|source| RuntimeError::Connect {
+                host: host.clone(),
+                source,
+            })?;
         let swarm = info.swarm.unwrap_or_default();
         let state = swarm.local_node_state.unwrap_or(LocalNodeState::EMPTY);
         if state != LocalNodeState::ACTIVE || swarm.control_available != Some(true) {

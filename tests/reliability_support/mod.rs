@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::support::{Env, http_get};
+use crate::support::{self, Env, http_get};
 
 /// Prints the figures the closing note collects, in one fixed format.
 pub fn print_scenario(name: &str, report: &serde_json::Value, converged: Duration) {
@@ -327,4 +327,37 @@ impl Drop for OrphanReaper {
     fn drop(&mut self) {
         crate::support::reap_orphan_workers(&self.0);
     }
+}
+
+/// A policy whose replicas answer after 5 ms and whose target is far above the load, so
+/// only `min` drives the count.
+pub fn steady_opts(env: &Env, min: u32, max: u32) -> support::PolicyOpts {
+    let mut o = env.opts();
+    o.min = min;
+    o.max = max;
+    o.target = 100_000.0;
+    o.args = vec!["--latency-ms".into(), "5".into()];
+    o.drain_timeout = 5;
+    o
+}
+
+/// The load balancer's URL.
+pub fn url(env: &Env) -> String {
+    format!("http://{}/", env.lb_addr())
+}
+
+/// Asserts a load run was big enough and failed nothing; shows nginx's newest error lines.
+pub fn assert_no_failure(env: &Env, what: &str, report: &serde_json::Value) {
+    assert!(
+        report["sent"].as_u64().unwrap_or(0) > 1000,
+        "{what}: load too small: {report}"
+    );
+    let log = std::fs::read_to_string(env.nginx_prefix().join("error.log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    assert_eq!(
+        report["failed"],
+        0,
+        "{what}: failed requests: {report}\nnginx error.log (last lines, newest first):\n{}",
+        tail.join("\n")
+    );
 }
