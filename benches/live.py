@@ -602,7 +602,7 @@ def reaction_run(kind, behavior, profile, want, interval="1s"):
         "strategy": kind,
         "interval": interval,
         "reaction_s": reaction,
-        "p99_ms_worst_second_in_transition": max((s["p99_ms"] for s in trans), default=None),
+        "p99_ms_worst_second_in_transition": max((s["p99Ms"] for s in trans), default=None),
         "failed_in_transition": sum(s["failed"] for s in trans),
         "load": {k: report[k] for k in ("sent", "ok", "failed", "retried", "send_rate")},
         "latency_ms_whole_run": report["latency"],
