@@ -21,14 +21,14 @@ pub struct PolicyLabels {
     pub policy: String,
 }
 
-/// Label set `{policy, metric}`.
-/// Labels of a load-balancer latency quantile.
+/// Labels of a load-balancer latency percentile. Not `quantile`: that label belongs to
+/// summaries, and these are gauges (promtool rejects the mix).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QuantileLabels {
     /// Policy name.
     pub policy: String,
-    /// `0.5` or `0.99`.
-    pub quantile: String,
+    /// `50` or `99`.
+    pub percentile: String,
 }
 
 /// Labels of a load-balancer error rate.
@@ -50,7 +50,7 @@ pub struct LbTelemetry {
     pub rate: Family<PolicyLabels, GaugeF64>,
     /// `autoscaler_lb_concurrency`.
     pub concurrency: Family<PolicyLabels, GaugeF64>,
-    /// `autoscaler_lb_latency_seconds{quantile}`.
+    /// `autoscaler_lb_latency_seconds{percentile}`.
     pub latency: Family<QuantileLabels, GaugeF64>,
     /// `autoscaler_lb_errors_per_second{class}`.
     pub errors: Family<ErrorClassLabels, GaugeF64>,
@@ -118,10 +118,10 @@ impl LbTelemetry {
             self.rate.get_or_create(&policy).set(lb.rate);
             self.concurrency.get_or_create(&policy).set(lb.concurrency);
             self.unrouted.get_or_create(&policy).set(lb.unrouted_rate);
-            for (q, v) in [("0.5", lb.p50_ms), ("0.99", lb.p99_ms)] {
+            for (q, v) in [("50", lb.p50_ms), ("99", lb.p99_ms)] {
                 let labels = QuantileLabels {
                     policy: name.clone(),
-                    quantile: q.to_owned(),
+                    percentile: q.to_owned(),
                 };
                 match v {
                     Some(ms) => {
@@ -151,10 +151,10 @@ impl LbTelemetry {
                 self.rate.remove(&policy);
                 self.concurrency.remove(&policy);
                 self.unrouted.remove(&policy);
-                for q in ["0.5", "0.99"] {
+                for q in ["50", "99"] {
                     self.latency.remove(&QuantileLabels {
                         policy: gone.clone(),
-                        quantile: q.to_owned(),
+                        percentile: q.to_owned(),
                     });
                 }
                 for class in ["5xx", "gateway"] {
@@ -527,14 +527,14 @@ mod tests {
         for line in [
             "autoscaler_lb_requests_per_second{policy=\"shop\"} 88.25",
             "autoscaler_lb_concurrency{policy=\"shop\"} 4.5",
-            "autoscaler_lb_latency_seconds{policy=\"shop\",quantile=\"0.5\"} 0.012",
+            "autoscaler_lb_latency_seconds{policy=\"shop\",percentile=\"50\"} 0.012",
             "autoscaler_lb_errors_per_second{policy=\"shop\",class=\"gateway\"} 0.25",
             "autoscaler_lb_signal_received_total 100",
             "autoscaler_lb_signal_dropped_total 4",
         ] {
             assert!(text.contains(line), "{line} missing:\n{text}");
         }
-        assert!(!text.contains("quantile=\"0.99\""), "no p99 without data");
+        assert!(!text.contains("percentile=\"99\""), "no p99 without data");
         state.policies.clear();
         t.observe_state(&state, Vec::new()).await;
         assert!(!t.encode().contains("shop"), "{}", t.encode());

@@ -503,11 +503,15 @@ fn promtool_accepts_metrics_and_the_grafana_dashboard_uses_only_exposed_names() 
     env.write_policy(&o);
     let mut d = env.spawn_daemon(api_port(&env), &[]);
     wait_converged(&env, &mut d, &o.name, 1, Duration::from_secs(20));
-    // Every family has children once a pass has scraped a ready replica.
+    // Every family has children once a pass has scraped a ready replica, and (the
+    // load-balancer families) once nginx has reported requests of the policy.
+    let lb = env.lb_addr();
     let text = wait_for(Duration::from_secs(10), || {
+        let _ = http_get(lb, "/");
         let t = metrics_text(&d);
         (t.contains("autoscaler_metric_value{")
-            && t.contains("autoscaler_reconcile_duration_seconds_bucket{"))
+            && t.contains("autoscaler_reconcile_duration_seconds_bucket{")
+            && t.contains("autoscaler_lb_requests_per_second{"))
         .then_some(t)
     })
     .unwrap_or_else(|| metrics_text(&d));

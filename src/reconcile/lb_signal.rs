@@ -118,17 +118,11 @@ pub fn burst_check(
     triggers(&policy.spec.behavior.windows, current, wanted).then_some(wanted)
 }
 
-/// The figures `status` and `/metrics` show, over the stable window; None without a
-/// `loadBalancer` metric or without data.
+/// The figures `status` and `/metrics` show, over the stable window; None while the signal
+/// has no data for the policy.
 pub fn status(signal: &dyn LoadSignal, policy: &ScalingPolicy) -> Option<LbStatus> {
-    let uses = policy
-        .spec
-        .metrics
-        .iter()
-        .any(|m| matches!(m, crate::policy::MetricSpec::LoadBalancer(_)));
-    if !uses {
-        return None;
-    }
+    // Every policy's requests pass through nginx: its figures are shown whether or not a
+    // `loadBalancer` metric scales on them.
     let window = Duration::from_millis(policy.spec.behavior.windows.stable_ms());
     let snap = signal.snapshot(&policy.metadata.name, window)?;
     Some(LbStatus {
