@@ -16,6 +16,43 @@ use support::{Env, assert_exit, spawn_load};
 /// Steady client rate of every scenario (the issue asks for at least 200 req/s).
 const RPS: &str = "250";
 
+/// The transition check reads the p99 the load client really writes: a report serialized
+/// by `autoscaler load` itself, not a hand-written JSON that could drift from it (a renamed
+/// key once made every transition read 0 ms).
+#[test]
+fn p99_during_reads_the_load_reports_own_keys() {
+    use autoscaler::loadgen::{Failures, Latency, LoadReport, Second};
+    let row = |t: u64, p99_ms: f64| Second {
+        t,
+        sent: 10,
+        ok: 10,
+        p99_ms,
+        ..Second::default()
+    };
+    let report = LoadReport {
+        mode: "open",
+        elapsed_secs: 3.0,
+        sent: 30,
+        ok: 30,
+        failed: 0,
+        failures: Failures::default(),
+        retried: 0,
+        send_rate: 10.0,
+        throughput: 10.0,
+        latency: Latency::default(),
+        timeline: vec![row(0, 900.0), row(1, 42.0), row(2, 7.0)],
+    };
+    let json = serde_json::to_value(&report).expect("serialize");
+    let t0 = Instant::now();
+    let p99 = reliability_support::p99_during(
+        &json,
+        t0,
+        t0 + Duration::from_secs(1),
+        t0 + Duration::from_secs(2),
+    );
+    assert_eq!(p99, 42.0, "worst p99 of seconds 1..=2 of {json}");
+}
+
 #[test]
 fn scale_1_to_10_to_1_under_load_fails_no_request() {
     let Some(env) = Env::new("rl_scale", 22000) else {

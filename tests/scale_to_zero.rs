@@ -116,6 +116,21 @@ fn events(d: &Daemon, kind: &str) -> Vec<String> {
         .collect()
 }
 
+/// Writes a scale-to-zero policy whose image does not exist, so no replica can ever start
+/// and requests wait at the activator until `timeout_seconds`.
+fn write_unstartable_policy(env: &Env, o: &PolicyOpts, timeout_seconds: u64) {
+    let yaml = env
+        .policy_yaml(o)
+        .replace(support::IMAGE, "as-zero-missing:never-built")
+        .replace(
+            "  ports:",
+            &format!(
+                "  scaleToZero: {{idleSeconds: 60, timeoutSeconds: {timeout_seconds}}}\n  ports:"
+            ),
+        );
+    env.write_policy_text(&yaml);
+}
+
 /// Starts the daemon on the policy written and waits until nginx routes it (a new `min: 0`
 /// policy starts at zero) to the activator, with no replica running.
 fn daemon_at_zero(env: &Env) -> Daemon {
@@ -256,14 +271,7 @@ fn a_replica_that_cannot_start_gives_the_activators_503_within_the_timeout() {
         return;
     };
     let o = zero_opts(&env);
-    let yaml = env
-        .policy_yaml(&o)
-        .replace(support::IMAGE, "as-zero-missing:never-built")
-        .replace(
-            "  ports:",
-            "  scaleToZero: {idleSeconds: 60, timeoutSeconds: 3}\n  ports:",
-        );
-    env.write_policy_text(&yaml);
+    write_unstartable_policy(&env, &o, 3);
     let d = daemon_at_zero(&env);
     let t = Instant::now();
     // nginx waits timeout + 5 s for the activator: the activator's own 503 comes first.
@@ -340,14 +348,7 @@ fn an_operator_stopping_answers_held_requests_503_and_nginx_never_hangs_on_it() 
     };
     let o = zero_opts(&env);
     // A replica that can never start keeps requests held until the timeout (120 s).
-    let yaml = env
-        .policy_yaml(&o)
-        .replace(support::IMAGE, "as-zero-missing:never-built")
-        .replace(
-            "  ports:",
-            "  scaleToZero: {idleSeconds: 60, timeoutSeconds: 120}\n  ports:",
-        );
-    env.write_policy_text(&yaml);
+    write_unstartable_policy(&env, &o, 120);
     let mut d = daemon_at_zero(&env);
     let lb = env.lb_addr();
     let held = std::thread::spawn(move || request(lb, "/", Duration::from_secs(60)));
