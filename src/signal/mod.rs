@@ -275,11 +275,11 @@ pub(crate) struct Batch<'a> {
 
 impl Batch<'_> {
     /// Parses one datagram and adds its record, or counts it as unparsable.
-    pub(crate) fn add_datagram(&mut self, hub: &SignalHub, datagram: &[u8]) {
+    pub(crate) fn add_datagram(&mut self, datagram: &[u8]) {
         match record::parse(datagram) {
             Ok(r) => self.add(&r),
             Err(error) => {
-                hub.count_unparsable();
+                self.hub.count_unparsable();
                 tracing::debug!(%error, "signal datagram dropped");
             }
         }

@@ -258,7 +258,7 @@ impl SignalReceiver {
                     let _ = s.set_nonblocking(true);
                     match first {
                         Ok(n) => {
-                            hub.batch().add_datagram(hub, &buf[..n]);
+                            hub.batch().add_datagram(&buf[..n]);
                             1 + self.drain(hub, &mut buf)
                         }
                         Err(e) if is_timeout(&e) => 0,
@@ -300,7 +300,7 @@ impl SignalReceiver {
                 match self.try_recv(buf) {
                     Ok(n) => {
                         total += 1;
-                        batch.add_datagram(hub, &buf[..n]);
+                        batch.add_datagram(&buf[..n]);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return total,
                     Err(error) => {
