@@ -510,17 +510,7 @@ fn swarm_runtime_scenarios_fail_no_request() {
         return;
     };
     failed.extend(scenario_run("scale 1→5→1", scale_1_5_1_under_load));
-    // Known flake (issue 16 stays open on it): in some runs (1 of the last 2 here), one
-    // request of the Swarm roll times out on the client (2 s) with nothing in nginx's error
-    // log; the plain runtime's roll does not show it. Until the cause is found the roll
-    // runs a second time when the first fails, and the first failure is printed.
-    if let Some(first) = scenario_run("rolling update", rolling_update_under_load) {
-        eprintln!("KNOWN FLAKE, rerunning the Swarm roll once; first run: {first}");
-        failed.extend(scenario_run(
-            "rolling update (rerun)",
-            rolling_update_under_load,
-        ));
-    }
+    failed.extend(scenario_run("rolling update", rolling_update_under_load));
     failed.extend(scenario_run(
         "killed replica + operator kill -9",
         killed_replica_and_killed_operator_under_load,

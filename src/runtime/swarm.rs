@@ -19,8 +19,8 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use super::swarm_model::{
-    LABEL_SWARM_INSTANCE, NodeView, first_task, replica_from_service, service_spec, task_ended,
-    task_running, task_words,
+    LABEL_SWARM_INSTANCE, NodeView, awaiting_reaper, first_task, replica_from_service,
+    service_spec, task_ended, task_running, task_words,
 };
 use super::template::{LABEL_TEMPLATE, TemplateSummary};
 use super::{
@@ -28,13 +28,15 @@ use super::{
     Runtime, RuntimeError, RuntimeEvent, is_owned,
 };
 
-/// Where bollard connects when `DOCKER_HOST` is unset.
 /// The stop grace written into each service (SIGTERM, then SIGKILL after it).
 const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long a created service's task may take to run (placement, image on the node, start).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Slack beyond the grace period for a stop or removal to finish.
 const STOP_SLACK: Duration = Duration::from_secs(30);
+/// Longest wait for Swarm's task reaper before a service scaled to zero is deleted anyway
+/// (it deletes a shut-down task about 250 ms after the task's last change).
+const REAP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a start, stop or removal is polled.
 const POLL: Duration = Duration::from_millis(100);
 /// Container actions of owned tasks that [`Runtime::events`] reports.
@@ -187,7 +189,7 @@ impl SwarmRuntime {
     /// Polls until no container of service `id` runs on this engine's node (a removed
     /// service's task stops asynchronously), or `limit` passes.
     async fn until_containers_gone(&self, id: &str, limit: Duration) -> Result<(), RuntimeError> {
-        let options = ListContainersOptions {
+        let options = &ListContainersOptions {
             all: false,
             filters: Some(HashMap::from([(
                 "label".to_string(),
@@ -195,22 +197,22 @@ impl SwarmRuntime {
             )])),
             ..Default::default()
         };
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
+        let done = move || async move {
             let running = self
                 .docker
                 .list_containers(Some(options.clone()))
                 .await
                 .map_err(self.swarm_err(format!("listing the containers of service {id}")))?;
-            if running.is_empty() {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(id, ?limit, "a container of the removed service still runs");
-                return Ok(());
-            }
-            tokio::time::sleep(POLL).await;
-        }
+            Ok(running.is_empty())
+        };
+        poll_until(
+            id,
+            "a container of the removed service still runs",
+            limit,
+            done,
+        )
+        .await?;
+        Ok(())
     }
 
     /// The swarm's nodes by id.
@@ -294,18 +296,24 @@ impl SwarmRuntime {
 
     /// Polls until no task of service `id` runs, or `limit` passes (then logs and returns).
     async fn until_stopped(&self, id: &str, limit: Duration) -> Result<(), RuntimeError> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let tasks = self.tasks_of(&[id.to_owned()]).await?;
-            if !tasks.iter().any(task_running) {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(id, ?limit, "a task of the service still runs");
-                return Ok(());
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        let ids = &[id.to_owned()];
+        let done = move || async move { Ok(!self.tasks_of(ids).await?.iter().any(task_running)) };
+        poll_until(id, "a task of the service still runs", limit, done).await?;
+        Ok(())
+    }
+
+    /// Polls until Swarm's task reaper has deleted every task of service `id` marked for
+    /// removal ([`awaiting_reaper`]), or `limit` passes. `false` on the timeout.
+    async fn until_reaped(&self, id: &str, limit: Duration) -> Result<bool, RuntimeError> {
+        let ids = &[id.to_owned()];
+        let done = move || async move { Ok(!awaiting_reaper(&self.tasks_of(ids).await?)) };
+        poll_until(
+            id,
+            "tasks of the service still await the reaper",
+            limit,
+            done,
+        )
+        .await
     }
 
     /// Polls until the first task of new service `id` runs; on a task that ended or a
@@ -448,6 +456,11 @@ impl Runtime for SwarmRuntime {
             return Ok(());
         };
         let full_id = service.id.unwrap_or_else(|| id.to_owned());
+        // A service scaled to zero keeps its tasks until the reaper deletes them; deleting
+        // the service in that window can crash the engine (see `awaiting_reaper`).
+        if !self.until_reaped(&full_id, REAP_TIMEOUT).await? {
+            tracing::warn!(id = %full_id, "removing the service before the swarm reaped its tasks");
+        }
         match self.docker.delete_service(&full_id).await {
             Ok(()) => {}
             Err(e) if is_not_found(&e) => return Ok(()),
@@ -510,6 +523,31 @@ impl Runtime for SwarmRuntime {
         futures::stream::once(futures::future::ready(Ok(RuntimeEvent::Resync)))
             .chain(events)
             .boxed()
+    }
+}
+
+/// Polls `done` every [`POLL`] until it holds (`true`) or `limit` passes (`false`, after a
+/// warning that says `what` about service `id`).
+async fn poll_until<F, Fut>(
+    id: &str,
+    what: &str,
+    limit: Duration,
+    mut done: F,
+) -> Result<bool, RuntimeError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, RuntimeError>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if done().await? {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(id, ?limit, "{what}");
+            return Ok(false);
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 

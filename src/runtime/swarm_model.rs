@@ -174,6 +174,19 @@ pub fn task_running(task: &Task) -> bool {
     task.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING)
 }
 
+/// Whether Swarm's task reaper may still delete one of these tasks: one marked for removal
+/// (desired state `remove`, which a scale to zero sets) that is still in the store.
+///
+/// Deleting the service meanwhile can crash the engine: swarmkit as shipped in Docker
+/// 20.10 (`SetServiceTasksRemove`) lists the service's tasks, then updates each in a second
+/// transaction without checking it still exists, so a task the reaper deleted in between
+/// is a nil dereference that takes the whole daemon down (seen on the test machine).
+pub fn awaiting_reaper(tasks: &[Task]) -> bool {
+    tasks
+        .iter()
+        .any(|t| t.desired_state == Some(TaskState::REMOVE))
+}
+
 /// Whether a task ended without running (rejected, failed, shut down before start).
 pub fn task_ended(task: &Task) -> bool {
     matches!(
@@ -384,6 +397,54 @@ mod tests {
             ports[0].publish_mode,
             Some(EndpointPortConfigPublishModeEnum::HOST)
         );
+    }
+
+    #[test]
+    fn a_service_is_safe_to_delete_only_when_no_task_awaits_the_reaper() {
+        let t0 = "2026-12-01T21:00:01.5Z";
+        let with_desired = |state: TaskState, desired: TaskState| Task {
+            desired_state: Some(desired),
+            ..task("a", t0, state, "n1")
+        };
+        let cases: Vec<(&str, Vec<Task>, bool)> = vec![
+            ("no task left (reaped)", vec![], false),
+            (
+                "scaled to zero, container still stopping",
+                vec![with_desired(TaskState::RUNNING, TaskState::REMOVE)],
+                true,
+            ),
+            (
+                "scaled to zero, shut down, not yet reaped",
+                vec![with_desired(TaskState::SHUTDOWN, TaskState::REMOVE)],
+                true,
+            ),
+            (
+                "running replica (the reaper leaves it alone)",
+                vec![with_desired(TaskState::RUNNING, TaskState::RUNNING)],
+                false,
+            ),
+            (
+                "failed task of a replica never restarted",
+                vec![with_desired(TaskState::FAILED, TaskState::RUNNING)],
+                false,
+            ),
+            (
+                "one of two tasks marked for removal",
+                vec![
+                    with_desired(TaskState::FAILED, TaskState::SHUTDOWN),
+                    with_desired(TaskState::COMPLETE, TaskState::REMOVE),
+                ],
+                true,
+            ),
+            (
+                "desired state unknown",
+                vec![task("a", t0, TaskState::SHUTDOWN, "n1")],
+                false,
+            ),
+        ];
+        for (what, tasks, want) in cases {
+            assert_eq!(awaiting_reaper(&tasks), want, "{what}");
+        }
     }
 
     #[test]
