@@ -9,7 +9,9 @@ Both runtimes run the quickstart's fast policy (benches/live.py `reaction`, stra
 `docker_gwbridge` network a leave keeps). The runs alternate docker, swarm, docker,
 swarm, ... so a slow patch of the shared machine hits both. A second part times one
 replica's start alone, `docker run` vs `docker service create` to a running task, to show
-where Swarm's extra time goes. Results: benches/results/swarm_reaction.json.
+where Swarm's extra time goes; `docker service create` twice: with the image pinned to its
+id, as the operator creates services, and by tag (`swarm_tag`), where each task start has
+the node's agent ask a registry for the tag first. Results: benches/results/swarm_reaction.json.
 
 Needs what benches/live.py needs (the demo image, nginx, docker); it uses the static
 release binary scripts/build-image.sh leaves in target/static when present (env BENCH_BIN
@@ -97,10 +99,16 @@ def start_latency(kind, n):
             docker("run", "-d", "--name", name, "--label", "as-swarm-bench=1",
                    "-p", f"127.0.0.1:{SAMPLE_PORT}:8000", live.IMAGE, "--port", "8000")
         else:
-            docker("service", "create", "-d", "--name", name, "--label", "as-swarm-bench=1",
-                   "--restart-condition", "none",
+            # "swarm" names the image as the operator does (pinned to the local image id, so
+            # the node's agent does not ask a registry); "swarm_tag" by its tag, as the
+            # operator did before pinning. --no-resolve-image: the API call the operator
+            # makes has no CLI-side registry lookup either.
+            image = live.IMAGE if kind == "swarm_tag" else docker(
+                "image", "inspect", "--format", "{{.Id}}", live.IMAGE)
+            docker("service", "create", "-d", "--no-resolve-image", "--name", name,
+                   "--label", "as-swarm-bench=1", "--restart-condition", "none",
                    "--publish", f"mode=host,target=8000,published={SAMPLE_PORT}",
-                   live.IMAGE, "--port", "8000")
+                   image, "--port", "8000")
         ok = wait_healthy(SAMPLE_PORT)
         out.append(round(time.monotonic() - t0, 3) if ok else None)
         if kind == "docker":
@@ -180,7 +188,7 @@ def main():
                 for runtime in ("docker", "swarm"):
                     live.log(f"run {rep + 1}/{args.repeats}: {runtime}")
                     runs[runtime].append(reaction_run(runtime, args.profile, 9))
-            for kind in ("docker", "swarm"):
+            for kind in ("docker", "swarm", "swarm_tag"):
                 starts[kind] = start_latency(kind, args.samples)
                 live.log(f"single start, {kind}: {starts[kind]}")
         finally:
@@ -205,6 +213,10 @@ def main():
     ds = summary["docker"]["single_start_s"]["median"]
     ss = summary["swarm"]["single_start_s"]["median"]
     summary["swarm_over_docker_single_start"] = round(ss / ds, 2) if ds and ss else None
+    st = live.spread(starts.get("swarm_tag", []))
+    summary["swarm_tag_single_start_s"] = st
+    summary["swarm_tag_over_pinned_single_start"] = (
+        round(st["median"] / ss, 2) if st.get("median") and ss else None)
     out = {"bench": "swarm_reaction", "profile": args.profile, "target_ready_replicas": 9,
            "repeats": args.repeats, "rerun": "benches/swarm_reaction.py", "summary": summary,
            "runs": runs, "single_starts": starts}

@@ -244,6 +244,24 @@ fn scale_1_5_1_under_load() {
     env.write_policy(&o);
     assert_exit(&reconcile(&env), 0, "initial pass");
     assert!(wait_lb_serving(&env), "nginx serves the first replica");
+    // The service runs the image pinned to its id (no registry asked at each task start).
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", support::IMAGE]);
+    let ran: Vec<Option<String>> = services(&env)
+        .iter()
+        .map(|s| {
+            docker(&[
+                "service",
+                "inspect",
+                &s.id,
+                "--format",
+                "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+            ])
+        })
+        .collect();
+    assert!(
+        id.as_deref().is_some_and(|i| i.starts_with("sha256:")) && ran == vec![id.clone()],
+        "image pinned to {id:?}, services run {ran:?}"
+    );
     let load = spawn_load(&env, &url(&env), &["--rps", RPS, "--duration", "14s"]);
     std::thread::sleep(Duration::from_millis(1000));
 

@@ -297,7 +297,7 @@ pub enum RuntimeError {
     },
     /// A replica service's task was rejected because its node lacks the image.
     #[error(
-        "image {image} for replica {name} does not exist on the node Swarm chose (nothing is pulled): {message}"
+        "image {image} for replica {name} is not on the node Swarm chose and could not be pulled there (load it on every node that may run the policy, or constrain placement): {message}"
     )]
     ImageMissingOnNode {
         /// Replica name.

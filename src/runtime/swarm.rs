@@ -19,8 +19,8 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use super::swarm_model::{
-    LABEL_SWARM_INSTANCE, NodeView, awaiting_reaper, first_task, replica_from_service,
-    service_spec, task_ended, task_running, task_words,
+    LABEL_SWARM_INSTANCE, LocalImage, NodeView, awaiting_reaper, first_task, pinned_image,
+    replica_from_service, service_spec, task_ended, task_running, task_words,
 };
 use super::template::{LABEL_TEMPLATE, TemplateSummary};
 use super::{
@@ -356,6 +356,30 @@ impl SwarmRuntime {
         }
     }
 
+    /// `image` pinned to what the manager holds under that name ([`pinned_image`]); as
+    /// written when the manager has no such image or cannot say.
+    async fn pinned(&self, image: &str) -> String {
+        match self.docker.inspect_image(image).await {
+            Ok(local) => {
+                let digests = local.repo_digests.unwrap_or_default();
+                let id = local.id.unwrap_or_default();
+                let local = LocalImage {
+                    repo_digests: &digests,
+                    id: &id,
+                };
+                let pinned = pinned_image(image, Some(local));
+                tracing::debug!(image, %pinned, "image pinned for the service");
+                pinned
+            }
+            Err(e) => {
+                if !is_not_found(&e) {
+                    tracing::warn!(image, error = %e, "could not inspect the image on the manager; the nodes resolve the tag");
+                }
+                pinned_image(image, None)
+            }
+        }
+    }
+
     /// Removes a service we just created; failures are logged (the list will show it).
     async fn remove_quietly(&self, id: &str, name: &str) {
         if let Err(e) = self.docker.delete_service(id).await
@@ -380,7 +404,8 @@ impl Runtime for SwarmRuntime {
     }
 
     async fn create(&self, spec: &ReplicaSpec) -> Result<Replica, RuntimeError> {
-        let body = service_spec(&self.instance, spec, self.stop_grace);
+        let image = self.pinned(&spec.image).await;
+        let body = service_spec(&self.instance, spec, &image, self.stop_grace);
         let created = self
             .docker
             .create_service(body, None)

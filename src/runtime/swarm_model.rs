@@ -89,8 +89,14 @@ pub fn nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
-/// The service that runs replica `spec` of operator `instance`.
-pub fn service_spec(instance: &str, spec: &ReplicaSpec, stop_grace: Duration) -> ServiceSpec {
+/// The service that runs replica `spec` of operator `instance`; its tasks run `image`, the
+/// template's image as [`pinned_image`] resolved it (labels keep the template's own words).
+pub fn service_spec(
+    instance: &str,
+    spec: &ReplicaSpec,
+    image: &str,
+    stop_grace: Duration,
+) -> ServiceSpec {
     let mut labels: HashMap<String, String> = replica_labels(instance, spec).into_iter().collect();
     labels.insert(LABEL_REPLICA_NAME.to_owned(), spec.name.clone());
     let container_labels = HashMap::from([
@@ -107,7 +113,7 @@ pub fn service_spec(instance: &str, spec: &ReplicaSpec, stop_grace: Duration) ->
         labels: Some(labels),
         task_template: Some(TaskSpec {
             container_spec: Some(TaskSpecContainerSpec {
-                image: Some(spec.image.clone()),
+                image: Some(image.to_owned()),
                 labels: Some(container_labels),
                 args: (!spec.args.is_empty()).then(|| spec.args.clone()),
                 env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
@@ -143,6 +149,61 @@ pub fn service_spec(instance: &str, spec: &ReplicaSpec, stop_grace: Duration) ->
         }),
         ..Default::default()
     }
+}
+
+/// The image reference a new service's tasks run: the template's `image` pinned to what the
+/// manager's engine holds under that name, as `docker service create` pins a tag to its
+/// digest. Without it every node's agent asks a registry for the tag at every task start
+/// (and runs whatever the tag means there and then). `local` is the manager's image;
+/// `None` when the manager holds none (kept as written: the nodes pull it).
+/// - pulled from a registry (a digest of the same repository): `repository@sha256:…`, which
+///   a node pulls only when it lacks it;
+/// - built or loaded without a registry: the image id `sha256:…`, which a node never pulls
+///   (each node must hold that image, as without a registry it must anyway);
+/// - already pinned (`…@sha256:…`, an id): unchanged.
+pub fn pinned_image(image: &str, local: Option<LocalImage<'_>>) -> String {
+    let Some(LocalImage { repo_digests, id }) = local else {
+        return image.to_owned();
+    };
+    if image.contains('@') || image.starts_with("sha256:") || id.is_empty() {
+        return image.to_owned();
+    }
+    let repository = familiar(without_tag(image));
+    repo_digests
+        .iter()
+        .find(|d| {
+            d.split_once('@')
+                .is_some_and(|(r, _)| familiar(r) == repository)
+        })
+        .cloned()
+        .unwrap_or_else(|| id.to_owned())
+}
+
+/// What the manager's engine holds under an image name.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalImage<'a> {
+    /// `repository@sha256:…` for each registry it was pulled from or pushed to.
+    pub repo_digests: &'a [String],
+    /// The image id, `sha256:…`.
+    pub id: &'a str,
+}
+
+/// `name:tag` → `name` (a `:` before the last `/` is a registry's port, not a tag).
+fn without_tag(image: &str) -> &str {
+    match image.rfind(':') {
+        Some(i) if !image[i..].contains('/') => &image[..i],
+        _ => image,
+    }
+}
+
+/// A repository name in the short form the engine reports digests in (`docker.io/library/x`
+/// → `x`, `docker.io/u/x` → `u/x`).
+fn familiar(repository: &str) -> &str {
+    let r = repository
+        .strip_prefix("docker.io/")
+        .or_else(|| repository.strip_prefix("index.docker.io/"))
+        .unwrap_or(repository);
+    r.strip_prefix("library/").unwrap_or(r)
 }
 
 /// Unix seconds of an engine timestamp (RFC 3339); `None` when absent or unreadable.
@@ -308,7 +369,12 @@ mod tests {
         Service {
             id: Some("svc1".into()),
             created_at: Some("2026-12-01T21:00:00.123456789Z".into()),
-            spec: Some(service_spec("inst", &spec(), Duration::from_secs(10))),
+            spec: Some(service_spec(
+                "inst",
+                &spec(),
+                "img:latest",
+                Duration::from_secs(10),
+            )),
             ..Default::default()
         }
     }
@@ -360,7 +426,7 @@ mod tests {
 
     #[test]
     fn service_spec_carries_labels_host_port_and_no_restart() {
-        let s = service_spec("inst", &spec(), Duration::from_millis(2500));
+        let s = service_spec("inst", &spec(), "sha256:0123", Duration::from_millis(2500));
         let labels = s.labels.clone().unwrap_or_default();
         assert!(is_owned("inst", |k| labels.get(k).map(String::as_str)));
         assert_eq!(labels[LABEL_REPLICA_NAME], "web-29501.inst");
@@ -397,6 +463,46 @@ mod tests {
             ports[0].publish_mode,
             Some(EndpointPortConfigPublishModeEnum::HOST)
         );
+    }
+
+    #[test]
+    fn images_are_pinned_to_the_digest_or_id_the_manager_holds() {
+        let id = "sha256:1d";
+        let none: &[String] = &[];
+        let app = ["registry.example:5000/team/app@sha256:d1".to_owned()];
+        let hub = [
+            "nginx@sha256:d2".to_owned(),
+            "mirror/nginx@sha256:d3".to_owned(),
+        ];
+        let held = |repo_digests| Some(LocalImage { repo_digests, id });
+        let cases = [
+            ("demo:latest", held(none), id),
+            ("demo", held(none), id),
+            ("registry.example:5000/team/app:1.2", held(&app), &app[0]),
+            ("registry.example:5000/team/app", held(&app), &app[0]),
+            (
+                "docker.io/library/nginx:1.27",
+                held(&hub),
+                "nginx@sha256:d2",
+            ),
+            ("mirror/nginx:1", held(&hub), "mirror/nginx@sha256:d3"),
+            // A digest of another repository is not this tag's: the local id instead.
+            ("other/app:1", held(&app), id),
+            ("app@sha256:ab", held(&app), "app@sha256:ab"),
+            ("sha256:ab", held(none), "sha256:ab"),
+            ("absent:1", None, "absent:1"),
+            (
+                "odd:1",
+                Some(LocalImage {
+                    repo_digests: none,
+                    id: "",
+                }),
+                "odd:1",
+            ),
+        ];
+        for (image, local, want) in cases {
+            assert_eq!(pinned_image(image, local), want, "{image} {local:?}");
+        }
     }
 
     #[test]
