@@ -17,8 +17,13 @@
 #
 # Needs the demo image (scripts/build-image.sh). Makes a one-node swarm when the engine is
 # in none and leaves it as found; ports 31001..31000+W; services labelled reaper-race=1.
-# Seen on the test machine (Docker 20.10.24, 2 cores): race mode killed the engine within
-# the first 6 cycles of every worker; wait mode ran 120 cycles with the engine alive.
+# Seen on the test machine (Docker 20.10.24, 2 cores): the crash twice, once in the
+# operator's own Swarm roll before the fix (the 12th of 15 rolls with both cores busy) and
+# once in the first race-mode run of this script (about 15 cycles in); two later
+# race-mode runs (180 cycles, with and without busy cores) did not crash: the window inside
+# the engine is a few microseconds wide, so it takes many cycles or luck. Wait mode: 150
+# cycles, engine alive. The case for the wait is the engine's code, not these counts: once
+# the reaper has deleted every task, the removal lists none and dereferences nothing.
 set -u
 MODE=${MODE:-wait}
 N=${N:-40}
