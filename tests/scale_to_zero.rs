@@ -255,7 +255,13 @@ fn a_burst_of_200_at_zero_is_answered_without_a_failure() {
         failed.len(),
         started.elapsed()
     );
-    assert!(failed.is_empty(), "failed: {failed:?}\n{}", d.log_text());
+    let nginx_errors =
+        std::fs::read_to_string(env.nginx_prefix().join("error.log")).unwrap_or_default();
+    assert!(
+        failed.is_empty(),
+        "failed: {failed:?}\n{}\nnginx error.log:\n{nginx_errors}",
+        d.log_text()
+    );
     assert_eq!(
         metric(
             &d,

@@ -57,14 +57,31 @@ fn is_executable(path: &Path) -> bool {
 
 /// Binds the daemon's HTTP endpoint before anything else runs.
 pub async fn bind_listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, PreflightError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| PreflightError::Listen { addr, source })
+    let listen = || {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does; a port another listener holds is still refused.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|source| PreflightError::Listen { addr, source })
 }
+
+/// Accept queue of the operator's listeners (the kernel caps it at `net.core.somaxconn`).
+/// A burst at zero reaches the activator all at once, one nginx connection per held
+/// request (up to `maxPending`, at most 10,000); with the 128 that `TcpListener::bind`
+/// asks for, a loaded machine overflowed the queue, the dropped SYNs outlasted nginx's 1 s
+/// connect timeout and those requests got 503 (`tests/scale_to_zero.rs`, 4 of 25 bursts).
+const LISTEN_BACKLOG: u32 = 4096;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn nginx_is_found_on_path_or_named_as_missing_with_the_flag() {
@@ -75,6 +92,41 @@ mod tests {
             assert!(err.contains("nginx was not found"), "{err}");
             assert!(err.contains("--nginx-bin"), "{err}");
         }
+    }
+
+    /// Connections nobody accepts yet wait in the queue instead of being dropped: with
+    /// the 128 of `TcpListener::bind`, the 129th or so connect would time out here.
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_accept_queue() {
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(4096);
+        let burst = 400.min(somaxconn.saturating_sub(8));
+        assert!(
+            burst > 200,
+            "net.core.somaxconn {somaxconn} is too small for this test"
+        );
+        let listener = bind_listen("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        // Stops at the first connect that is not queued (each waits up to 500 ms).
+        let queued = tokio::task::spawn_blocking(move || {
+            (0..burst)
+                .map_while(|_| {
+                    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .expect("connect thread");
+        assert_eq!(
+            queued.len(),
+            burst,
+            "connects queued before one was dropped"
+        );
+        drop(listener);
     }
 
     #[tokio::test]
