@@ -158,6 +158,26 @@ impl Fakes {
         self.clock.clone()
     }
 
+    /// An operator of `instance` over this world, its state in `state_dir`.
+    pub fn operator(
+        &self,
+        instance: &str,
+        state_dir: &std::path::Path,
+    ) -> super::Operator<FakeRuntime, FakeLb> {
+        let settings = super::OperatorSettings {
+            instance: instance.to_owned(),
+            ..super::OperatorSettings::default()
+        };
+        super::Operator::with_seams(
+            self.runtime(instance),
+            self.lb(),
+            crate::state::StateDir::new(state_dir),
+            settings,
+            self.seams(),
+        )
+        .expect("operator")
+    }
+
     /// Seams over this world.
     pub fn seams(&self) -> Seams {
         Seams {

@@ -8,7 +8,6 @@ use std::time::Duration;
 use super::testing::{self, Call, FakeLb, FakeRuntime, Fakes};
 use super::*;
 use crate::metrics::SeriesValue;
-use crate::state::StateDir;
 
 const INSTANCE: &str = "t";
 
@@ -63,18 +62,7 @@ impl Harness {
     }
 
     fn operator(fakes: &Fakes, dir: &tempfile::TempDir) -> Operator<FakeRuntime, FakeLb> {
-        let settings = OperatorSettings {
-            instance: INSTANCE.to_owned(),
-            ..OperatorSettings::default()
-        };
-        Operator::with_seams(
-            fakes.runtime(INSTANCE),
-            fakes.lb(),
-            StateDir::new(dir.path()),
-            settings,
-            fakes.seams(),
-        )
-        .expect("operator")
+        fakes.operator(INSTANCE, dir.path())
     }
 
     fn restart(&mut self) {

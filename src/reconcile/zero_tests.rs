@@ -10,7 +10,6 @@ use super::testing::{FakeLb, FakeRuntime, Fakes};
 use super::*;
 use crate::activator::Registry;
 use crate::signal::SignalHub;
-use crate::state::StateDir;
 use crate::telemetry::Telemetry;
 
 const INSTANCE: &str = "t";
@@ -57,18 +56,11 @@ impl Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let registry = Registry::new(Arc::new(Telemetry::new()));
         let addr: SocketAddr = ACTIVATOR.parse().expect("addr");
-        let op = Operator::with_seams(
-            fakes.runtime(INSTANCE),
-            fakes.lb(),
-            StateDir::new(dir.path()),
-            OperatorSettings {
-                instance: INSTANCE.to_owned(),
-                ..OperatorSettings::default()
-            },
-            fakes.seams(),
-        )
-        .expect("operator")
-        .with_activator(registry.clone(), addr, SignalHub::new());
+        let op = fakes.operator(INSTANCE, dir.path()).with_activator(
+            registry.clone(),
+            addr,
+            SignalHub::new(),
+        );
         Self {
             fakes,
             _dir: dir,
@@ -234,17 +226,7 @@ async fn a_replica_that_cannot_start_tells_the_activator_and_the_condition_why()
 async fn without_an_activator_an_empty_scale_to_zero_upstream_answers_503_itself() {
     let fakes = Fakes::new();
     let dir = tempfile::tempdir().expect("temp dir");
-    let op = Operator::with_seams(
-        fakes.runtime(INSTANCE),
-        fakes.lb(),
-        StateDir::new(dir.path()),
-        OperatorSettings {
-            instance: INSTANCE.to_owned(),
-            ..OperatorSettings::default()
-        },
-        fakes.seams(),
-    )
-    .expect("operator");
+    let op = fakes.operator(INSTANCE, dir.path());
     let web = policy("demo:latest", 30);
     op.prepare(&[&web], PassMode::Apply).await.expect("prepare");
     let config = fakes.world().nginx_config.clone().unwrap_or_default();
@@ -266,17 +248,7 @@ async fn a_dry_run_without_an_activator_renders_the_live_one_unchanged() {
     let live = h.config();
     // `diff`: an operator without an activator, on the same world.
     let dir = tempfile::tempdir().expect("temp dir");
-    let dry = Operator::with_seams(
-        h.fakes.runtime(INSTANCE),
-        h.fakes.lb(),
-        StateDir::new(dir.path()),
-        OperatorSettings {
-            instance: INSTANCE.to_owned(),
-            ..OperatorSettings::default()
-        },
-        h.fakes.seams(),
-    )
-    .expect("operator");
+    let dry = h.fakes.operator(INSTANCE, dir.path());
     dry.prepare(&[&web], PassMode::DryRun)
         .await
         .expect("prepare");

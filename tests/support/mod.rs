@@ -484,17 +484,26 @@ impl Drop for Daemon {
     }
 }
 
-/// Minimal blocking HTTP/1.1 GET (Connection: close): (status, body).
-pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+/// Minimal blocking HTTP/1.1 GET (Connection: close): the whole response as text.
+pub fn http_get_text(
+    addr: SocketAddr,
+    path: &str,
+    read_timeout: Duration,
+) -> std::io::Result<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_read_timeout(Some(read_timeout))?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).to_string();
+    Ok(String::from_utf8_lossy(&raw).to_string())
+}
+
+/// Minimal blocking HTTP/1.1 GET (Connection: close): (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let text = http_get_text(addr, path, Duration::from_secs(5))?;
     let code = text
         .split_whitespace()
         .nth(1)
