@@ -21,4 +21,19 @@ if ! command -v check-jsonschema >/dev/null 2>&1; then
   python3 -m pip install --quiet check-jsonschema
 fi
 command -v docker >/dev/null 2>&1 || { echo "docker is required (a running engine)" >&2; exit 1; }
-docker info >/dev/null 2>&1 || { echo "the Docker engine is not reachable" >&2; exit 1; }
+
+# An engine that is installed but not running (stopped, or died: Docker 20.10's swarmkit can
+# take dockerd down) is started here, so a run does not fail on what one command can fix.
+engine_up() { docker info >/dev/null 2>&1; }
+if ! engine_up && [ -x /usr/sbin/dockerd ] && ! pgrep -x dockerd >/dev/null; then
+  echo "==> starting the Docker engine"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO service docker start >/dev/null 2>&1 ||
+    ($SUDO setsid nohup /usr/sbin/dockerd >>/tmp/autoscaler-dockerd.log 2>&1 &)
+  for _ in $(seq 60); do engine_up && break; sleep 1; done
+fi
+engine_up || {
+  echo "the Docker engine is not reachable (is dockerd running? permissions on /var/run/docker.sock?)" >&2
+  exit 1
+}
