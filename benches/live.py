@@ -616,10 +616,11 @@ def reaction_run(kind, behavior, profile, want, interval="1s"):
 
 
 def spread(values):
-    """min / median / max of the values that are not None, and how many were None."""
+    """min / median / max of the values that are not None, and how many were None. The
+    median keeps the values' own precision (rounded coarser, it could exceed the max)."""
     got = [v for v in values if v is not None]
     return {"min": min(got, default=None),
-            "median": round(statistics.median(got), 2) if got else None,
+            "median": round(statistics.median(got), 3) if got else None,
             "max": max(got, default=None), "runs": len(values),
             "not_reached": len(values) - len(got)}
 

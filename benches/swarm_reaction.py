@@ -171,6 +171,28 @@ def reaction_run(runtime, profile, want):
             "upstream_timeline": timeline}
 
 
+def summarize(runs, starts):
+    """Per runtime: the reaction and single-start spreads, and the ratios between them."""
+    summary = {}
+    for runtime, rs in runs.items():
+        summary[runtime] = {
+            "reaction_s": live.spread([r["reaction_s"] for r in rs]),
+            "failed": sum(r["failed"] for r in rs),
+            "single_start_s": live.spread(starts.get(runtime, [])),
+        }
+    d = summary["docker"]["reaction_s"]["median"]
+    s = summary["swarm"]["reaction_s"]["median"]
+    summary["swarm_over_docker_reaction"] = round(s / d, 2) if d and s else None
+    ds = summary["docker"]["single_start_s"]["median"]
+    ss = summary["swarm"]["single_start_s"]["median"]
+    summary["swarm_over_docker_single_start"] = round(ss / ds, 2) if ds and ss else None
+    st = live.spread(starts.get("swarm_tag", []))
+    summary["swarm_tag_single_start_s"] = st
+    summary["swarm_tag_over_pinned_single_start"] = (
+        round(st["median"] / ss, 2) if st.get("median") and ss else None)
+    return summary
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -200,23 +222,7 @@ def main():
                                            "label=as-swarm-bench=1", check=False).split()
             if leftover:
                 docker("service", "rm", *leftover, check=False)
-    summary = {}
-    for runtime, rs in runs.items():
-        summary[runtime] = {
-            "reaction_s": live.spread([r["reaction_s"] for r in rs]),
-            "failed": sum(r["failed"] for r in rs),
-            "single_start_s": live.spread(starts.get(runtime, [])),
-        }
-    d = summary["docker"]["reaction_s"]["median"]
-    s = summary["swarm"]["reaction_s"]["median"]
-    summary["swarm_over_docker_reaction"] = round(s / d, 2) if d and s else None
-    ds = summary["docker"]["single_start_s"]["median"]
-    ss = summary["swarm"]["single_start_s"]["median"]
-    summary["swarm_over_docker_single_start"] = round(ss / ds, 2) if ds and ss else None
-    st = live.spread(starts.get("swarm_tag", []))
-    summary["swarm_tag_single_start_s"] = st
-    summary["swarm_tag_over_pinned_single_start"] = (
-        round(st["median"] / ss, 2) if st.get("median") and ss else None)
+    summary = summarize(runs, starts)
     out = {"bench": "swarm_reaction", "profile": args.profile, "target_ready_replicas": 9,
            "repeats": args.repeats, "rerun": "benches/swarm_reaction.py", "summary": summary,
            "runs": runs, "single_starts": starts}
