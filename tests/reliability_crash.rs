@@ -35,15 +35,16 @@ enum Change {
     Down,
 }
 
-/// What one fault point did: (label, passes to converge, seconds to converge).
-type Outcome = Result<(String, usize, f64), String>;
+/// What one fault point did: (label, passes to converge, seconds to converge, what each
+/// pass before the converging one left wrong).
+type Outcome = Result<(String, usize, f64, Vec<String>), String>;
 
 fn walk(test: &str, base: u16, change: Change, when: &str, kind: &str, slot: u16) -> Outcome {
     let label = format!("{change:?} {when}:{kind}");
     let name = format!("{test}{slot}_{}_{}", when, kind.replace('-', ""));
     let port_base = base + slot * 7;
     let Some(env) = Env::new(&name, port_base) else {
-        return Ok((label, 0, 0.0));
+        return Ok((label, 0, 0.0, Vec::new()));
     };
     let mut o = env.opts();
     o.name = format!("{test}{slot}{}", &when[..1]);
@@ -91,6 +92,7 @@ fn walk(test: &str, base: u16, change: Change, when: &str, kind: &str, slot: u16
     let started = Instant::now();
     let mut passes = 0;
     let mut problems = Vec::new();
+    let mut unconverged = Vec::new();
     // More passes than claimed are allowed here only to report how many it took; the
     // claim itself is asserted in `walk_all`.
     for _ in 0..3 {
@@ -102,6 +104,7 @@ fn walk(test: &str, base: u16, change: Change, when: &str, kind: &str, slot: u16
                 out.status.code(),
                 String::from_utf8_lossy(&out.stdout)
             )];
+            unconverged.extend(problems.iter().cloned());
             continue;
         }
         problems =
@@ -109,6 +112,10 @@ fn walk(test: &str, base: u16, change: Change, when: &str, kind: &str, slot: u16
         if problems.is_empty() {
             break;
         }
+        unconverged.push(format!(
+            "after pass {passes}: {problems:?}; the pass said: {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        ));
     }
     if !problems.is_empty() {
         return Err(format!("{label}: not converged: {problems:#?}"));
@@ -122,7 +129,7 @@ fn walk(test: &str, base: u16, change: Change, when: &str, kind: &str, slot: u16
             String::from_utf8_lossy(&out.stdout)
         ));
     }
-    Ok((label, passes, started.elapsed().as_secs_f64()))
+    Ok((label, passes, started.elapsed().as_secs_f64(), unconverged))
 }
 
 /// Runs the points four at a time (each has its own instance, state dir and ports).
@@ -154,7 +161,7 @@ fn walk_all(test: &str, base: u16, points: Vec<(Change, &'static str, &'static s
             }
         }
     }
-    for (label, passes, secs) in &done {
+    for (label, passes, secs, _) in &done {
         eprintln!(
             "crash {label}: sent 0 failed 0 retried 0 converged in {secs:.2} s (no client load; {passes} pass(es) after the crash)"
         );
@@ -168,7 +175,7 @@ fn walk_all(test: &str, base: u16, points: Vec<(Change, &'static str, &'static s
     // The README and the test names claim convergence on the next pass after the crash.
     let slow: Vec<_> = done
         .iter()
-        .filter(|(_, passes, _)| *passes != CLAIMED_PASSES)
+        .filter(|(_, passes, _, _)| *passes != CLAIMED_PASSES)
         .collect();
     assert!(
         slow.is_empty(),
