@@ -2,6 +2,9 @@
 # Installs the system packages the demo and the tests need, idempotently (Debian/Ubuntu).
 set -euo pipefail
 
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
@@ -11,8 +14,6 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 [ -x /usr/bin/kill ] || [ -x /bin/kill ] || missing+=(procps)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
@@ -27,8 +28,6 @@ command -v docker >/dev/null 2>&1 || { echo "docker is required (a running engin
 engine_up() { docker info >/dev/null 2>&1; }
 if ! engine_up && [ -x /usr/sbin/dockerd ] && ! pgrep -x dockerd >/dev/null; then
   echo "==> starting the Docker engine"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO service docker start >/dev/null 2>&1 ||
     ($SUDO setsid nohup /usr/sbin/dockerd >>/tmp/autoscaler-dockerd.log 2>&1 &)
   for _ in $(seq 60); do engine_up && break; sleep 1; done

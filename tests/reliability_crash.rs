@@ -35,16 +35,29 @@ enum Change {
     Down,
 }
 
-/// What one fault point did: (label, passes to converge, seconds to converge, what each
-/// pass before the converging one left wrong).
-type Outcome = Result<(String, usize, f64, Vec<String>), String>;
+/// What one fault point did once it converged.
+struct Converged {
+    label: String,
+    /// Passes after the crash until converged.
+    passes: usize,
+    secs: f64,
+    /// What each pass before the converging one left wrong, and what it said.
+    unconverged: Vec<String>,
+}
+
+type Outcome = Result<Converged, String>;
 
 fn walk(test: &str, base: u16, change: Change, when: &str, kind: &str, slot: u16) -> Outcome {
     let label = format!("{change:?} {when}:{kind}");
     let name = format!("{test}{slot}_{}_{}", when, kind.replace('-', ""));
     let port_base = base + slot * 7;
     let Some(env) = Env::new(&name, port_base) else {
-        return Ok((label, 0, 0.0, Vec::new()));
+        return Ok(Converged {
+            label,
+            passes: 0,
+            secs: 0.0,
+            unconverged: Vec::new(),
+        });
     };
     let mut o = env.opts();
     o.name = format!("{test}{slot}{}", &when[..1]);
@@ -129,7 +142,12 @@ fn walk(test: &str, base: u16, change: Change, when: &str, kind: &str, slot: u16
             String::from_utf8_lossy(&out.stdout)
         ));
     }
-    Ok((label, passes, started.elapsed().as_secs_f64(), unconverged))
+    Ok(Converged {
+        label,
+        passes,
+        secs: started.elapsed().as_secs_f64(),
+        unconverged,
+    })
 }
 
 /// Runs the points four at a time (each has its own instance, state dir and ports).
@@ -161,7 +179,13 @@ fn walk_all(test: &str, base: u16, points: Vec<(Change, &'static str, &'static s
             }
         }
     }
-    for (label, passes, secs, _) in &done {
+    for Converged {
+        label,
+        passes,
+        secs,
+        ..
+    } in &done
+    {
         eprintln!(
             "crash {label}: sent 0 failed 0 retried 0 converged in {secs:.2} s (no client load; {passes} pass(es) after the crash)"
         );
@@ -173,13 +197,14 @@ fn walk_all(test: &str, base: u16, points: Vec<(Change, &'static str, &'static s
     );
     assert!(failures.is_empty(), "{failures:#?}");
     // The README and the test names claim convergence on the next pass after the crash.
-    let slow: Vec<_> = done
+    let slow: Vec<String> = done
         .iter()
-        .filter(|(_, passes, _, _)| *passes != CLAIMED_PASSES)
+        .filter(|c| c.passes != CLAIMED_PASSES)
+        .map(|c| format!("{} ({} passes): {:#?}", c.label, c.passes, c.unconverged))
         .collect();
     assert!(
         slow.is_empty(),
-        "fault points that needed other than {CLAIMED_PASSES} pass(es): {slow:?}"
+        "fault points that needed other than {CLAIMED_PASSES} pass(es): {slow:#?}"
     );
 }
 
